@@ -1,0 +1,13 @@
+"""Segmentation Attack Explorer: see and measure adversarial attacks on segmentation models.
+
+Subpackages and modules (data flows one way, top to bottom):
+
+* :mod:`explorer.losses`, :mod:`explorer.prox` — DLR constraints, penalty, proximity operator
+* :mod:`explorer.attacks` — the attacks, their registry and shared loop machinery
+* :mod:`explorer.metrics`, :mod:`explorer.targets` — APSR, accuracy, IoU, curves; target maps
+* :mod:`explorer.errors` — :class:`InputError`, the one exception for bad input
+"""
+from explorer.errors import InputError
+
+__version__ = "0.1.0"
+__all__ = ["InputError", "__version__"]

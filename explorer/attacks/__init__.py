@@ -1,0 +1,26 @@
+"""Adversarial attacks on segmentation models, one module per attack.
+
+Every attack is a plain function with one signature::
+
+    attack(model, images, labels, *, targeted=False, masks=None, adv_threshold=0.99,
+           <hyper-parameters>, callback=None, record_maps=False) -> AttackResult
+
+``ATTACKS`` maps each name to its :class:`AttackSpec` (function, parameter schema,
+presets); ``get_attack(name)`` looks one up.  What every attack shares (input checks,
+APSR, best-iterate tracking, the per-iteration record, stop requests) lives in
+:mod:`explorer.attacks.core`.
+"""
+from explorer.attacks.core import (STOP, AttackResult, AttackRun, IterationRecord, PixelState,
+                                   SegmentationTask)
+from explorer.attacks.registry import ADV_THRESHOLD, ATTACKS, AttackSpec, ParamSpec, get_attack
+from explorer.prox import prox_linf_box
+
+# Importing an attack module registers it.
+from explorer.attacks.alma_prox import alma_prox  # noqa: E402
+from explorer.attacks.dag import dag  # noqa: E402
+
+__all__ = [
+    "ATTACKS", "ADV_THRESHOLD", "AttackResult", "AttackRun", "AttackSpec", "IterationRecord",
+    "ParamSpec", "PixelState", "STOP", "SegmentationTask", "alma_prox", "dag", "get_attack",
+    "prox_linf_box",
+]

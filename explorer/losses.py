@@ -1,0 +1,162 @@
+"""Per-pixel losses and constraints shared by the attacks.
+
+Everything here works on logits of shape (N, K, H, W) and label maps of shape (N, H, W)
+whose ignored pixels have already been replaced by a valid class index (the attacks do
+that once, in :mod:`explorer.attacks.core`, and mask those pixels out themselves).
+
+Contents
+--------
+* :func:`difference_of_logits` — ``z_y - max_{j != y} z_j`` (seed 001, Algorithm 2, line 7).
+* :func:`dlr_constraint` — the DLR+ constraint of ALMA prox (seed 001, eq. 3), satisfied
+  when ``<= 0``, in untargeted and targeted form.
+* :func:`penalty` and :func:`penalty_derivative` — the penalty-Lagrangian function ``P``
+  of seed 001, eq. 9, with its true derivative, and the reference library's derivative
+  (``mu * y`` instead of ``mu`` on ``y >= 0``) as an explicit option.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+PenaltyGrad = Literal["true", "reference"]
+
+#: Smallest denominator allowed in the DLR ratio (logits all equal would divide by zero).
+DLR_DENOMINATOR_FLOOR = 1e-12
+
+
+def _label_logit_and_best_other(logits: Tensor, labels: Tensor, top: Tensor, top_idx: Tensor):
+    """Return ``z_y`` and ``max_{j != y} z_j`` using the two largest logits.
+
+    The largest logit other than ``z_y`` is the first of the top two whose index is not
+    ``y``, which avoids building a (N, K, H, W) "infinity-hot" tensor.
+    """
+    z_label = logits.gather(1, labels.unsqueeze(1)).squeeze(1)
+    first_is_label = top_idx[:, 0] == labels
+    best_other = torch.where(first_is_label, top[:, 1], top[:, 0])
+    return z_label, best_other
+
+
+def difference_of_logits(logits: Tensor, labels: Tensor) -> Tensor:
+    """Difference of logits ``dl(z, y) = z_y - max_{j != y} z_j`` per pixel, shape (N, H, W).
+
+    Negative exactly where the prediction differs from ``y`` (up to ties).
+    Seed 001, Algorithm 2, line 7 (DAG).
+    """
+    if logits.shape[1] < 2:
+        raise ValueError("the difference of logits needs at least two classes")
+    top, top_idx = logits.topk(2, dim=1)
+    z_label, best_other = _label_logit_and_best_other(logits, labels, top, top_idx)
+    return z_label - best_other
+
+
+def dlr_constraint(logits: Tensor, labels: Tensor, targeted: bool = False,
+                   tolerance: float = 1e-4) -> Tensor:
+    """Difference-of-logits-ratio constraint per pixel (seed 001, eq. 3); satisfied when ``<= 0``.
+
+    Untargeted (``labels`` = true classes ``y``)::
+
+        c = (z_y - max_{j != y} z_j + tol) / (z_pi1 - z_pi3)
+
+    Targeted (``labels`` = target classes ``t``)::
+
+        c = (max_{j != t} z_j - z_t + tol) / (z_pi1 - (z_pi3 + z_pi4) / 2)
+
+    with ``pi`` the classes sorted by decreasing logit.  The tolerance ``tol`` sits on the
+    side that *tightens* the constraint in both modes: ``c <= 0`` requires a margin of at
+    least ``tol`` in the logits, so that a satisfied constraint is a changed argmax even
+    with rounding.  (The reference library loosens it in targeted mode; we do not.)
+
+    With fewer classes than the ratio needs (K < 3 untargeted, K < 4 targeted), ``pi3``
+    and ``pi4`` fall back to the smallest logit; with K = 2 the ratio would be a constant
+    ``+-1`` with no gradient, so the denominator is replaced by 1 (plain difference of
+    logits).  The denominator is floored at ``DLR_DENOMINATOR_FLOOR``.
+    """
+    num_classes = logits.shape[1]
+    if num_classes < 2:
+        raise ValueError("the DLR constraint needs at least two classes")
+    k = min(4, num_classes)
+    top, top_idx = logits.topk(k, dim=1)
+    z_label, best_other = _label_logit_and_best_other(logits, labels, top, top_idx)
+    if targeted:
+        numerator = best_other - z_label + tolerance
+    else:
+        numerator = z_label - best_other + tolerance
+    if num_classes == 2:
+        return numerator
+    third = top[:, min(2, k - 1)]
+    if targeted:
+        fourth = top[:, min(3, k - 1)]
+        denominator = top[:, 0] - (third + fourth) / 2
+    else:
+        denominator = top[:, 0] - third
+    return numerator / denominator.clamp_min(DLR_DENOMINATOR_FLOOR)
+
+
+# ----------------------------------------------------------------------------------------
+# Penalty-Lagrangian function P (seed 001, eq. 9)
+# ----------------------------------------------------------------------------------------
+
+def _penalty_value(y: Tensor, rho: Tensor, mu: Tensor) -> Tensor:
+    """``P(y, rho, mu)`` of seed 001, eq. 9, elementwise."""
+    positive = mu * y + mu * rho * y.square() + rho.square() * y.pow(3) / 6
+    y_neg = y.clamp(max=0)  # keeps the unused branch finite for y > 0
+    negative = mu * y_neg / (1 - rho.clamp(min=1) * y_neg)
+    return torch.where(y >= 0, positive, negative)
+
+
+def penalty_derivative(y: Tensor, rho: Tensor, mu: Tensor, kind: PenaltyGrad = "true") -> Tensor:
+    """Derivative ``dP/dy`` of the penalty of seed 001, eq. 9, elementwise.
+
+    ``kind="true"`` (default) is the derivative of the formula::
+
+        P'(y) = mu + 2 mu rho y + rho^2 y^2 / 2          if y >= 0
+        P'(y) = mu / (1 - max(1, rho) y)^2               if y < 0
+
+    ``kind="reference"`` reproduces the reference library's hand-written backward, which
+    returns ``mu * y + 2 mu rho y + rho^2 y^2 / 2`` on ``y >= 0`` (``mu * y`` where the
+    formula has ``mu``), so the gradient vanishes as ``y -> 0+``.  The published ALMA prox
+    numbers were produced with it; it is offered only so both can be measured.
+    """
+    y_neg = y.clamp(max=0)
+    negative = mu / (1 - rho.clamp(min=1) * y_neg).square()
+    if kind == "true":
+        positive = mu + 2 * mu * rho * y + rho.square() * y.square() / 2
+    elif kind == "reference":
+        positive = mu * y + 2 * mu * rho * y + rho.square() * y.square() / 2
+    else:
+        raise ValueError(f"penalty_grad must be 'true' or 'reference', got {kind!r}")
+    return torch.where(y >= 0, positive, negative)
+
+
+class _Penalty(torch.autograd.Function):
+    """``P(y, rho, mu)`` with a backward given by :func:`penalty_derivative`.
+
+    Gradients flow to ``y`` only: ``rho`` and ``mu`` are the method's parameters, updated
+    by their own rules, not optimised.
+    """
+
+    @staticmethod
+    def forward(ctx, y: Tensor, rho: Tensor, mu: Tensor, kind: str) -> Tensor:  # noqa: D401
+        ctx.save_for_backward(y, rho, mu)
+        ctx.kind = kind
+        return _penalty_value(y, rho, mu)
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor):
+        y, rho, mu = ctx.saved_tensors
+        return grad_output * penalty_derivative(y, rho, mu, ctx.kind), None, None, None
+
+
+def penalty(y: Tensor, rho: Tensor, mu: Tensor, grad: PenaltyGrad = "true") -> Tensor:
+    """Penalty-Lagrangian ``P(y, rho, mu)`` of seed 001, eq. 9, elementwise and differentiable in ``y``.
+
+    ``P(y) = mu y + mu rho y^2 + rho^2 y^3 / 6`` for ``y >= 0`` and
+    ``P(y) = mu y / (1 - max(1, rho) y)`` for ``y < 0``.  ``grad`` selects the backward:
+    ``"true"`` (the formula's derivative, checked by ``torch.autograd.gradcheck`` in the
+    tests) or ``"reference"`` (the reference library's, see :func:`penalty_derivative`).
+    """
+    if grad not in ("true", "reference"):
+        raise ValueError(f"penalty_grad must be 'true' or 'reference', got {grad!r}")
+    return _Penalty.apply(y, rho, mu, grad)
