@@ -38,21 +38,33 @@ def _label_logit_and_best_other(logits: Tensor, labels: Tensor, top: Tensor, top
     return z_label, best_other
 
 
-def difference_of_logits(logits: Tensor, labels: Tensor) -> Tensor:
+def top_logits(logits: Tensor, k: int = 4):
+    """The ``min(k, K)`` largest logits per pixel and their classes (``torch.topk`` over dim 1).
+
+    ``indices[:, 0]`` is the prediction, so an attack that needs both the DLR
+    constraint and the argmax computes this once and passes it to :func:`dlr_constraint`
+    (on CPU ``topk`` and ``argmax`` over the class dimension each cost about as much as
+    the rest of the constraint).
+    """
+    return logits.topk(min(k, logits.shape[1]), dim=1)
+
+
+def difference_of_logits(logits: Tensor, labels: Tensor, top=None) -> Tensor:
     """Difference of logits ``dl(z, y) = z_y - max_{j != y} z_j`` per pixel, shape (N, H, W).
 
     Negative exactly where the prediction differs from ``y`` (up to ties).
-    Seed 001, Algorithm 2, line 7 (DAG).
+    Seed 001, Algorithm 2, line 7 (DAG).  ``top`` may pass a precomputed
+    :func:`top_logits` ``(values, indices)`` with at least two columns.
     """
     if logits.shape[1] < 2:
         raise ValueError("the difference of logits needs at least two classes")
-    top, top_idx = logits.topk(2, dim=1)
+    top, top_idx = logits.topk(2, dim=1) if top is None else top
     z_label, best_other = _label_logit_and_best_other(logits, labels, top, top_idx)
     return z_label - best_other
 
 
 def dlr_constraint(logits: Tensor, labels: Tensor, targeted: bool = False,
-                   tolerance: float = 1e-4) -> Tensor:
+                   tolerance: float = 1e-4, top=None) -> Tensor:
     """Difference-of-logits-ratio constraint per pixel (seed 001, eq. 3); satisfied when ``<= 0``.
 
     Untargeted (``labels`` = true classes ``y``)::
@@ -72,12 +84,13 @@ def dlr_constraint(logits: Tensor, labels: Tensor, targeted: bool = False,
     and ``pi4`` fall back to the smallest logit; with K = 2 the ratio would be a constant
     ``+-1`` with no gradient, so the denominator is replaced by 1 (plain difference of
     logits).  The denominator is floored at ``DLR_DENOMINATOR_FLOOR``.
+    ``top`` may pass a precomputed :func:`top_logits` ``(values, indices)``.
     """
     num_classes = logits.shape[1]
     if num_classes < 2:
         raise ValueError("the DLR constraint needs at least two classes")
-    k = min(4, num_classes)
-    top, top_idx = logits.topk(k, dim=1)
+    top, top_idx = top_logits(logits) if top is None else top
+    k = top.shape[1]
     z_label, best_other = _label_logit_and_best_other(logits, labels, top, top_idx)
     if targeted:
         numerator = best_other - z_label + tolerance

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from explorer.errors import InputError
+from explorer.validation import as_tensor, check_num_classes
 
 __all__ = [
     "pixel_success",
@@ -47,33 +48,9 @@ __all__ = [
 # --------------------------------------------------------------------------- helpers
 
 
-def _as_tensor(x: Any, name: str) -> Tensor:
-    """Return ``x`` as a tensor (numpy arrays and nested lists are converted)."""
-    if isinstance(x, Tensor):
-        return x
-    if isinstance(x, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(x))
-    try:
-        return torch.as_tensor(x)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise InputError(
-            f"{name} must be a torch tensor or a numpy array, got {type(x).__name__}"
-        ) from exc
-
-
-def _check_num_classes(num_classes: Any) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
-        raise InputError(
-            f"num_classes must be a positive integer, got {num_classes!r}"
-        )
-    if num_classes < 1:
-        raise InputError(f"num_classes must be a positive integer, got {num_classes}")
-    return int(num_classes)
-
-
 def _label_tensor(labels: Any, name: str = "labels") -> Tensor:
     """Validate an integer ``(N, H, W)`` label map and return it as int64."""
-    t = _as_tensor(labels, name)
+    t = as_tensor(labels, name)
     if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
         raise InputError(
             f"{name} must be an integer label map (N, H, W), got dtype {t.dtype}"
@@ -87,7 +64,7 @@ def _label_tensor(labels: Any, name: str = "labels") -> Tensor:
 
 def _prediction_tensor(pred: Any, labels: Tensor, num_classes: int) -> Tensor:
     """Validate a prediction (class map or logits) against ``labels``; return int64 (N, H, W)."""
-    p = _as_tensor(pred, "pred")
+    p = as_tensor(pred, "pred")
     if p.ndim == 4:
         if not p.is_floating_point():
             raise InputError(
@@ -180,7 +157,7 @@ def _norms_and_success(norms: Any, success: Any) -> tuple[np.ndarray, np.ndarray
 
 def labelled_mask(labels: Any, num_classes: int) -> Tensor:
     """Boolean mask ``(N, H, W)`` of the labelled pixels, i.e. ``0 <= label < num_classes``."""
-    k = _check_num_classes(num_classes)
+    k = check_num_classes(num_classes)
     return _labelled(_label_tensor(labels), k)
 
 
@@ -193,7 +170,7 @@ def pixel_success(
     target map): the prediction equals the target.  Ignored pixels (label outside
     ``[0, num_classes)``) are never counted as fooled.
     """
-    k = _check_num_classes(num_classes)
+    k = check_num_classes(num_classes)
     y = _label_tensor(labels)
     p = _prediction_tensor(pred, y, k)
     hit = p == y if targeted else p != y
@@ -208,7 +185,7 @@ def apsr(pred: Any, labels: Any, num_classes: int, targeted: bool = False) -> Te
     ``labels`` is the target map).  Raises :class:`InputError` if an image has no
     labelled pixel, since the rate is then undefined.
     """
-    k = _check_num_classes(num_classes)
+    k = check_num_classes(num_classes)
     y = _label_tensor(labels)
     p = _prediction_tensor(pred, y, k)
     hit = p == y if targeted else p != y
@@ -220,7 +197,7 @@ def pixel_accuracy(pred: Any, labels: Any, num_classes: int) -> Tensor:
 
     Raises :class:`InputError` if an image has no labelled pixel.
     """
-    k = _check_num_classes(num_classes)
+    k = check_num_classes(num_classes)
     y = _label_tensor(labels)
     p = _prediction_tensor(pred, y, k)
     return _per_image_fraction(p == y, _labelled(y, k), "pixel accuracy")
@@ -239,7 +216,7 @@ def confusion_matrix(
     outside ``[0, K)`` raise :class:`InputError`.  Without ``per_image`` the matrices of
     the batch are summed.
     """
-    k = _check_num_classes(num_classes)
+    k = check_num_classes(num_classes)
     y = _label_tensor(labels)
     p = _prediction_tensor(pred, y, k)
     n = y.shape[0]
@@ -258,7 +235,7 @@ def iou_per_class(confusion: Any) -> Tensor:
     ``(N, K, K)``.  A class absent from both the labels and the predictions has an
     undefined IoU, returned as NaN.
     """
-    c = _as_tensor(confusion, "confusion")
+    c = as_tensor(confusion, "confusion")
     if c.ndim not in (2, 3) or c.shape[-1] != c.shape[-2]:
         raise InputError(
             "confusion must be a square matrix (K, K) or a batch (N, K, K), "
@@ -295,7 +272,7 @@ def mean_iou(confusion: Any) -> float | Tensor:
 
 
 def _check_delta(delta: Any) -> Tensor:
-    d = _as_tensor(delta, "delta")
+    d = as_tensor(delta, "delta")
     if d.ndim < 2:
         raise InputError(
             "delta must be a batch of perturbations (N, ...) with at least 2 dimensions, "

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from explorer.errors import InputError
+from explorer.validation import as_tensor, check_num_classes
 
 __all__ = [
     "IGNORE_INDEX",
@@ -38,22 +39,9 @@ IGNORE_INDEX = 255
 # --------------------------------------------------------------------------- helpers
 
 
-def _as_tensor(x: Any, name: str) -> Tensor:
-    if isinstance(x, Tensor):
-        return x
-    if isinstance(x, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(x))
-    try:
-        return torch.as_tensor(x)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise InputError(
-            f"{name} must be a torch tensor or a numpy array, got {type(x).__name__}"
-        ) from exc
-
-
 def _integer_map(x: Any, name: str) -> Tensor:
     """Return ``x`` as an int64 tensor; floats are accepted only if every value is integral."""
-    t = _as_tensor(x, name)
+    t = as_tensor(x, name)
     if t.is_complex():
         raise InputError(f"{name} must hold integer class labels, got dtype {t.dtype}")
     if t.is_floating_point():
@@ -64,14 +52,6 @@ def _integer_map(x: Any, name: str) -> Tensor:
                 "array whose values are whole numbers"
             )
     return t.long()
-
-
-def _check_num_classes(num_classes: Any) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
-        raise InputError(f"num_classes must be a positive integer, got {num_classes!r}")
-    if num_classes < 1:
-        raise InputError(f"num_classes must be a positive integer, got {num_classes}")
-    return int(num_classes)
 
 
 def _check_size(size: Any) -> tuple[int, int]:
@@ -173,7 +153,7 @@ def untargeted_labels(labels: Any = None, clean_logits: Any = None) -> Tensor:
             )
         return y
     if clean_logits is not None:
-        z = _as_tensor(clean_logits, "clean_logits")
+        z = as_tensor(clean_logits, "clean_logits")
         if z.ndim == 3:
             z = z.unsqueeze(0)
         if z.ndim != 4 or not z.is_floating_point():
@@ -207,7 +187,7 @@ def background_target(
             f"background_class must be an integer >= 0, got {background_class!r}"
         )
     if num_classes is not None:
-        k = _check_num_classes(num_classes)
+        k = check_num_classes(num_classes)
         if background_class >= k:
             raise InputError(
                 f"background_class must be in [0, {k}) for num_classes={k}, "
@@ -243,7 +223,7 @@ def resize_label_map(label_map: Any, size: Sequence[int]) -> Tensor:
     "nearest-exact" rule, like PIL / OpenCV), so no new value is ever invented; the
     dtype is kept.
     """
-    t = _as_tensor(label_map, "label_map")
+    t = as_tensor(label_map, "label_map")
     if t.ndim not in (2, 3) or t.shape[-1] < 1 or t.shape[-2] < 1:
         raise InputError(
             f"label_map must have shape (H, W) or (N, H, W), got {tuple(t.shape)}"
@@ -286,7 +266,7 @@ def majority_label_target(
     map (memory ``(K + 1) * H * W`` counters, whatever the number of maps).  ``size``
     (H', W') resizes the result with nearest neighbour.
     """
-    k = _check_num_classes(num_classes)
+    k = check_num_classes(num_classes)
     if not isinstance(smoothing, numbers.Real) or not math.isfinite(smoothing) or smoothing < 0:
         raise InputError(f"smoothing must be a finite number >= 0, got {smoothing!r}")
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
@@ -347,7 +327,7 @@ def custom_target(label_map: Any, num_classes: int, size: Sequence[int] | None =
     resizes it with nearest neighbour.  A map (or any map of a batch) with no labelled
     pixel raises :class:`InputError`, since a targeted attack would then have no goal.
     """
-    k = _check_num_classes(num_classes)
+    k = check_num_classes(num_classes)
     t = _integer_map(label_map, "the target")
     if t.ndim not in (2, 3) or t.numel() == 0:
         raise InputError(

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from explorer.attacks.core import AttackResult, AttackRun, drop_largest, per_image_view
 from explorer.attacks.registry import ParamSpec, register_attack
-from explorer.losses import dlr_constraint, penalty, penalty_derivative
+from explorer.losses import dlr_constraint, penalty, penalty_derivative, top_logits
 from explorer.prox import prox_linf_box
 
 PARAMS = (
@@ -131,7 +131,8 @@ def alma_prox(model: nn.Module, images: Tensor, labels: Tensor, *,
             violations_allowed = [m - math.ceil(adv_threshold * m - 1e-9) for m in task.mask_count_host]
 
         # 1. progress and best iterate
-        prediction = logits.detach().argmax(dim=1)
+        top = top_logits(logits)
+        prediction = top.indices[:, 0].detach()
         pixel_adv = task.pixel_success(prediction)
         apsr = task.apsr(pixel_adv)
         linf = delta.detach().flatten(1).abs().amax(dim=1)
@@ -144,7 +145,7 @@ def alma_prox(model: nn.Module, images: Tensor, labels: Tensor, *,
         # 2-3. constraint scale (eq. 8) and scaled DLR constraints (eq. 3, 7)
         scale = (scale / torch.where(is_adv, 1 + scale_rate, 1 - scale_rate)).clamp_(scale_min, 1.0)
         constraints = per_image_view(scale, logits[:, 0]) * dlr_constraint(
-            logits, task.labels, targeted=targeted, tolerance=logit_tolerance)
+            logits, task.labels, targeted=targeted, tolerance=logit_tolerance, top=top)
 
         # 4. adaptive constraint masking (eq. 6)
         kept = task.masks

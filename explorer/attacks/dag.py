@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from explorer.attacks.core import AttackResult, AttackRun, per_image_view
 from explorer.attacks.registry import ParamSpec, register_attack
-from explorer.losses import difference_of_logits
+from explorer.losses import difference_of_logits, top_logits
 
 PARAMS = (
     ParamSpec("num_steps", int, 500, "maximum iterations (the attack stops per image at APSR >= ν)",
@@ -66,14 +66,15 @@ def dag(model: nn.Module, images: Tensor, labels: Tensor, *,
         logits = run.forward(adv, index)
         task = run.task
 
-        prediction = logits.detach().argmax(dim=1)
+        top = top_logits(logits, 2)
+        prediction = top.indices[:, 0].detach()
         pixel_adv = task.pixel_success(prediction, index)
         apsr = task.apsr(pixel_adv, index)
         linf = (adv.detach() - clean).flatten(1).abs().amax(dim=1)
         is_adv = run.track(adv, apsr, linf, index)
 
         masks_active, labels_active, _ = task.select(index)
-        signed_dl = sign * difference_of_logits(logits, labels_active)
+        signed_dl = sign * difference_of_logits(logits, labels_active, top=top)
         loss = (signed_dl.clamp(min=0) * masks_active).flatten(1).sum(dim=1)
         going = ~is_adv
         apsr_all[index], linf_all[index], loss_all[index] = apsr, linf, loss.detach()

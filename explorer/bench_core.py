@@ -1,0 +1,132 @@
+"""Core speed check: ALMA prox time over the model's own forward+backward time.
+
+ALMA prox spends one forward and one backward propagation per iteration; everything else
+(DLR constraints, adaptive masking, penalty, metric, proximity operator) is overhead.
+This script measures, in one run and on the same inputs,
+
+* ``plain``: ``num_steps`` forward+backward passes of the model (gradient w.r.t. the input),
+* ``alma``: ``alma_prox`` with ``num_steps`` iterations,
+* ``prox``: ``num_steps`` calls of the proximity operator alone,
+
+and prints ``alma / plain`` (goal: <= 1.05).  The plain passes are timed before and after
+the attack and averaged, so drift of the machine's speed shows in the spread.
+
+Usage::
+
+    python -m explorer.bench_core                       # FPN MobileNetV2, 19 classes, 256x512
+    python -m explorer.bench_core --arch unet-resnet18 --height 512 --width 1024 --steps 20
+
+The models have random weights (``encoder_weights=None``): speed does not depend on them.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch import nn
+
+from explorer.attacks import alma_prox
+from explorer.prox import prox_linf_box
+
+ARCHS = {
+    "fpn-mobilenet": ("FPN", "mobilenet_v2"),
+    "fpn-resnet18": ("FPN", "resnet18"),
+    "unet-resnet18": ("Unet", "resnet18"),
+    "deeplabv3plus-resnet18": ("DeepLabV3Plus", "resnet18"),
+}
+
+
+class Normalized(nn.Module):
+    """Wrap a network so it takes images in [0, 1] (ImageNet normalisation inside)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def forward(self, x):
+        return self.net((x - self.mean) / self.std)
+
+
+def build_model(arch: str, num_classes: int) -> nn.Module:
+    """A randomly initialised segmentation-models-pytorch network, in eval mode."""
+    import segmentation_models_pytorch as smp
+
+    family, encoder = ARCHS[arch]
+    net = getattr(smp, family)(encoder_name=encoder, encoder_weights=None, classes=num_classes)
+    return Normalized(net).eval()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_plain(model: nn.Module, images: torch.Tensor, num_steps: int) -> float:
+    """Seconds for ``num_steps`` forward+backward passes (gradient w.r.t. the input)."""
+    _sync(images.device)
+    start = time.perf_counter()
+    for _ in range(num_steps):
+        x = images.clone().requires_grad_(True)
+        torch.autograd.grad(model(x).sum(), x)
+    _sync(images.device)
+    return time.perf_counter() - start
+
+
+def time_prox(images: torch.Tensor, num_steps: int) -> float:
+    """Seconds for ``num_steps`` proximity operators on perturbations of the images' size."""
+    g = torch.Generator(device=images.device).manual_seed(0)
+    delta = torch.randn(images.shape, generator=g, device=images.device) * 2e-3
+    metric = torch.rand(images.shape, generator=g, device=images.device) + 0.1
+    lam = torch.full((len(images),), 1e-3, device=images.device)
+    _sync(images.device)
+    start = time.perf_counter()
+    for _ in range(num_steps):
+        prox_linf_box(delta, lam, -images, 1 - images, metric=metric)
+    _sync(images.device)
+    return time.perf_counter() - start
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arch", choices=sorted(ARCHS), default="fpn-mobilenet")
+    parser.add_argument("--classes", type=int, default=19)
+    parser.add_argument("--height", type=int, default=256)
+    parser.add_argument("--width", type=int, default=512)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    device = torch.device(args.device)
+    torch.manual_seed(args.seed)
+    model = build_model(args.arch, args.classes).to(device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    images = torch.rand(args.batch, 3, args.height, args.width, device=device)
+    with torch.no_grad():
+        labels = model(images).argmax(1)
+
+    time_plain(model, images, 3)  # warm-up
+    plain_before = time_plain(model, images, args.steps)
+    result = alma_prox(model, images, labels, num_steps=args.steps)
+    alma = result.elapsed_s
+    plain_after = time_plain(model, images, args.steps)
+    prox = time_prox(images, args.steps)
+    plain = (plain_before + plain_after) / 2
+
+    print(f"model {args.arch}, {args.classes} classes, batch {args.batch} x 3 x {args.height} x {args.width}, "
+          f"{args.steps} steps, device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(f"plain forward+backward: {plain:8.3f} s  (before {plain_before:.3f}, after {plain_after:.3f})")
+    print(f"ALMA prox             : {alma:8.3f} s  (forwards {int(result.num_forwards[0])}, "
+          f"backwards {int(result.num_backwards[0])})")
+    print(f"prox operator alone   : {prox:8.3f} s")
+    print(f"ratio ALMA prox / plain = {alma / plain:.3f}   (goal <= 1.05)")
+    print(f"ratio prox / plain      = {prox / plain:.3f}")
+
+
+if __name__ == "__main__":
+    main()
