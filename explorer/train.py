@@ -1,0 +1,238 @@
+"""Train a small segmentation model on a procedural world and write it as a shipped model.
+
+Usage::
+
+    python -m explorer.train --world street --arch fpn-mobilenet
+    python -m explorer.train --world street --arch segformer-b0 --steps 3000
+    python -m explorer.train --world objects --arch fpn-mobilenet --out explorer/models/weights/objects-fpn-mobilenet
+
+Recipe (all choices recorded in the model card): a pool of procedurally rendered training
+scenes (half of them with shuffled region classes, see :mod:`explorer.worlds`), stored as
+8-bit images like the PNG samples; random horizontal flips; AdamW with a one-cycle
+learning-rate schedule; cross-entropy with ignored pixels (255) left out.  Networks are
+segmentation-models-pytorch architectures with random initial weights
+(``encoder_weights=None``).  Everything is seeded, and the schedule depends on the step
+count only (never on wall-clock time), so a run is reproducible by its seed.
+
+The output folder holds ``config.json`` + ``model.safetensors`` (smp's ``save_pretrained``
+format, weights stored in float16), ``card.json`` (machine-readable model card) and
+``README.md`` (the same card for people).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+from pathlib import Path
+from typing import Dict, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from explorer.metrics import confusion_matrix, iou_per_class, mean_iou
+from explorer.splits import VALIDATION_SEEDS, training_seeds
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: architecture name -> (smp class name, encoder name)
+ARCHITECTURES: Dict[str, Tuple[str, str]] = {
+    "fpn-mobilenet": ("FPN", "mobilenet_v2"),
+    "unet-mobilenet": ("Unet", "mobilenet_v2"),
+    "segformer-b0": ("Segformer", "mit_b0"),
+}
+
+TITLES = {"fpn-mobilenet": "FPN MobileNetV2", "unet-mobilenet": "U-Net MobileNetV2", "segformer-b0": "SegFormer MiT-B0"}
+
+#: training resolution per world (H, W): the resolution the sample images are rendered at
+TRAIN_SIZE = {"street": (128, 256), "objects": (160, 160)}
+
+
+def build_network(arch: str, num_classes: int) -> torch.nn.Module:
+    """A randomly initialised smp network of the named architecture."""
+    import segmentation_models_pytorch as smp
+
+    family, encoder = ARCHITECTURES[arch]
+    return getattr(smp, family)(encoder_name=encoder, encoder_weights=None, classes=num_classes)
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """ImageNet normalisation (the shipped-model wrapper applies the same)."""
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
+    return (images - mean) / std
+
+
+def render_pool(world: str, count: int, size: Tuple[int, int], shuffle_fraction: float, seed: int,
+                chunk: int = 64) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Render ``count`` training scenes as uint8 images (N,3,H,W) and int64 labels (N,H,W)."""
+    from explorer.worlds import render_batch
+
+    images, labels = [], []
+    seeds = list(training_seeds(count))
+    for start in tqdm(range(0, count, chunk), desc=f"rendering {count} {world} scenes", unit="chunk"):
+        x, y = render_batch(world, seeds[start:start + chunk], size[0], size[1],
+                            shuffle_fraction=shuffle_fraction, shuffle_seed=seed)
+        images.append((x * 255).round().to(torch.uint8))
+        labels.append(y)
+    return torch.cat(images), torch.cat(labels)
+
+
+@torch.no_grad()
+def evaluate(net: torch.nn.Module, world: str, size: Tuple[int, int], num_classes: int,
+             seeds=VALIDATION_SEEDS, batch: int = 16) -> Dict[str, object]:
+    """Pixel accuracy and dataset-level mIoU on unshuffled validation scenes (8-bit, as shipped)."""
+    from explorer.worlds import render_batch
+
+    net.eval()
+    seeds = list(seeds)
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    for start in range(0, len(seeds), batch):
+        x, y = render_batch(world, seeds[start:start + batch], size[0], size[1])
+        x = (x * 255).round() / 255
+        pred = net(normalize(x)).argmax(1)
+        confusion += confusion_matrix(pred, y, num_classes)
+    correct = confusion.diag().sum().item()
+    per_class = iou_per_class(confusion)
+    return {"pixel_accuracy": correct / max(confusion.sum().item(), 1),
+            "miou": float(mean_iou(confusion)),
+            "per_class_iou": [None if math.isnan(v) else round(float(v), 4) for v in per_class.tolist()],
+            "num_images": len(seeds)}
+
+
+def save_fp16(net: torch.nn.Module, out_dir: Path) -> None:
+    """``save_pretrained`` then rewrite the safetensors file in float16 (halves the size)."""
+    from safetensors.torch import load_file, save_file
+
+    net.save_pretrained(str(out_dir))
+    weights = out_dir / "model.safetensors"
+    state = load_file(str(weights))
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+    save_file(state, str(weights), metadata={"format": "pt"})
+
+
+def write_card(out_dir: Path, card: Dict[str, object], class_names) -> None:
+    """Write ``card.json`` and a human-readable ``README.md`` model card."""
+    (out_dir / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    ious = card["validation"]["per_class_iou"]
+    rows = "\n".join(f"| {name} | {'—' if iou is None else f'{iou:.3f}'} |" for name, iou in zip(class_names, ious))
+    text = f"""# {card['title']} ({card['name']})
+
+{card['description']}
+
+| | |
+|---|---|
+| world | {card['world']} (procedural, {card['dataset']} classes) |
+| architecture | {card['arch']} (segmentation-models-pytorch, random init) |
+| input size | {card['input_size'][0]} x {card['input_size'][1]} |
+| training | {card['recipe']['steps']} steps, batch {card['recipe']['batch_size']}, AdamW lr {card['recipe']['lr']}, one-cycle, {card['recipe']['pool_size']} scenes ({card['recipe']['shuffle_fraction']:.0%} shuffled) |
+| seed | {card['seed']} |
+| training time | {card['training_time_s'] / 60:.1f} min on {card['trained_on']} |
+| validation | {card['validation']['num_images']} unseen scenes (seeds {card['validation']['seeds']}) |
+| pixel accuracy | {card['validation']['pixel_accuracy']:.4f} |
+| mIoU | {card['validation']['miou']:.4f} |
+
+Command: `{card['command']}`
+
+| class | IoU |
+|---|---|
+{rows}
+"""
+    (out_dir / "README.md").write_text(text)
+
+
+def train(world: str, arch: str, out_dir: Path, steps: int, batch_size: int, lr: float, pool_size: int,
+          shuffle_fraction: float, seed: int, size: Tuple[int, int], command: str) -> Dict[str, object]:
+    """Train one model and write it to ``out_dir``; return its card."""
+    from explorer.worlds import WORLDS
+
+    info = WORLDS[world]
+    num_classes = info.dataset.num_classes
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    start_time = time.perf_counter()
+
+    images, labels = render_pool(world, pool_size, size, shuffle_fraction, seed)
+    net = build_network(arch, num_classes)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+
+    net.train()
+    progress = tqdm(range(steps), desc=f"training {arch} on {world}", unit="step")
+    running = None
+    for _ in progress:
+        index = torch.from_numpy(rng.choice(len(images), size=batch_size, replace=False))
+        x = images[index].float() / 255
+        y = labels[index]
+        flip = torch.from_numpy(rng.random(batch_size) < 0.5)
+        x[flip] = x[flip].flip(-1)
+        y[flip] = y[flip].flip(-1)
+        loss = F.cross_entropy(net(normalize(x)), y, ignore_index=255)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        progress.set_postfix(loss=f"{running:.3f}", lr=f"{schedule.get_last_lr()[0]:.2e}")
+
+    validation = evaluate(net, world, size, num_classes)
+    training_time = time.perf_counter() - start_time
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_fp16(net.eval(), out_dir)
+    name = out_dir.name
+    card = {
+        "name": name,
+        "title": f"{TITLES[arch]} — {world} world",
+        "description": (f"{TITLES[arch]} trained from scratch on the procedural {world} world "
+                        f"({info.dataset.name} classes). Shipped so the explorer runs offline."),
+        "world": world, "dataset": info.dataset.name, "arch": arch,
+        "smp_class": ARCHITECTURES[arch][0], "encoder": ARCHITECTURES[arch][1],
+        "input_size": list(size), "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+        "seed": seed,
+        "recipe": {"steps": steps, "batch_size": batch_size, "lr": lr, "optimizer": "AdamW(wd=1e-4)",
+                   "schedule": "one-cycle (10% warm-up)", "pool_size": pool_size,
+                   "shuffle_fraction": shuffle_fraction, "augmentation": "horizontal flip",
+                   "train_seeds": [training_seeds(pool_size).start, training_seeds(pool_size).stop - 1]},
+        "training_time_s": round(training_time, 1),
+        "trained_on": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "validation": {**validation, "seeds": f"{VALIDATION_SEEDS.start}-{VALIDATION_SEEDS.stop - 1}"},
+        "command": command,
+    }
+    write_card(out_dir, card, info.dataset.class_names)
+    return card
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Train a shipped model on a procedural world.")
+    parser.add_argument("--world", choices=sorted(TRAIN_SIZE), required=True)
+    parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="fpn-mobilenet")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default explorer/models/weights/<world>-<arch>)")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--pool-size", type=int, default=2000)
+    parser.add_argument("--shuffle-fraction", type=float, default=0.5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice); 1 when training several models at once")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = args.out or Path(__file__).parent / "models" / "weights" / f"{args.world}-{args.arch}"
+    size = TRAIN_SIZE[args.world]
+    command = (f"python -m explorer.train --world {args.world} --arch {args.arch} --steps {args.steps} "
+               f"--batch-size {args.batch_size} --lr {args.lr} --pool-size {args.pool_size} "
+               f"--shuffle-fraction {args.shuffle_fraction} --seed {args.seed}")
+    card = train(args.world, args.arch, out, args.steps, args.batch_size, args.lr, args.pool_size,
+                 args.shuffle_fraction, args.seed, size, command)
+    print(json.dumps({k: card[k] for k in ("name", "training_time_s")} | {
+        "pixel_accuracy": card["validation"]["pixel_accuracy"], "miou": card["validation"]["miou"]}))
+
+
+if __name__ == "__main__":
+    main()
