@@ -106,6 +106,38 @@ def to_markdown(rows: List[Dict[str, object]], steps: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def rows_from_cards(names: List[str]) -> List[Dict[str, object]]:
+    """Rebuild report rows from the results recorded in the cards (``--update-cards``)."""
+    from explorer.models import get_model_entry
+
+    rows = []
+    for name in names:
+        card = get_model_entry(name).card
+        if "alma_prox_on_samples" not in card:
+            continue
+        attack = card["alma_prox_on_samples"]
+        rows.append({"model": name, "world": card["world"], "images": card["samples"]["images"],
+                     "pixel_accuracy": card["samples"]["pixel_accuracy"], "miou": card["samples"]["miou"],
+                     "untargeted": attack["untargeted"], "targeted": attack["targeted"], "steps": attack["steps"]})
+    return rows
+
+
+def models_table(names: List[str]) -> str:
+    """Markdown table of the shipped models' cards: architecture, size, time, validation quality."""
+    from explorer.models import get_model_entry
+
+    lines = ["| model | world | architecture | weights | training time | validation pixel acc. | validation mIoU |",
+             "|---|---|---|---|---|---|---|"]
+    for name in names:
+        entry = get_model_entry(name)
+        card = entry.card
+        size = sum(p.stat().st_size for p in Path(entry.source).glob("*.safetensors")) / 2 ** 20
+        lines.append(f"| `{name}` | {card['world']} | {card['arch']} | {size:.1f} MB | "
+                     f"{card['training_time_s'] / 60:.0f} min | {card['validation']['pixel_accuracy']:.3f} | "
+                     f"{card['validation']['miou']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> None:
     from explorer.models import available_models
 
@@ -116,8 +148,15 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--update-cards", action="store_true",
                         help="write the sample-set results into each model's card.json")
+    parser.add_argument("--from-cards", action="store_true",
+                        help="print the tables from the results already in the cards, attack nothing")
     args = parser.parse_args(argv)
     names = args.models or available_models("shipped")
+    if args.from_cards:
+        rows = rows_from_cards(names)
+        print(models_table(names))
+        print(to_markdown(rows, rows[0]["steps"] if rows else args.steps))
+        return
     rows = [evaluate_model(n, args.steps, args.device) for n in names]
     if args.update_cards:
         for row in rows:

@@ -227,7 +227,8 @@ def main(argv=None) -> None:
     size = TRAIN_SIZE[args.world]
     command = (f"python -m explorer.train --world {args.world} --arch {args.arch} --steps {args.steps} "
                f"--batch-size {args.batch_size} --lr {args.lr} --pool-size {args.pool_size} "
-               f"--shuffle-fraction {args.shuffle_fraction} --seed {args.seed}")
+               f"--shuffle-fraction {args.shuffle_fraction} --seed {args.seed}"
+               + (f" --threads {args.threads}" if args.threads else ""))
     card = train(args.world, args.arch, out, args.steps, args.batch_size, args.lr, args.pool_size,
                  args.shuffle_fraction, args.seed, size, command)
     print(json.dumps({k: card[k] for k in ("name", "training_time_s")} | {
