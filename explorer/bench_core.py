@@ -14,7 +14,7 @@ the attack and averaged, so drift of the machine's speed shows in the spread.
 Usage::
 
     python -m explorer.bench_core                       # FPN MobileNetV2, 19 classes, 256x512
-    python -m explorer.bench_core --arch unet-resnet18 --height 512 --width 1024 --steps 20
+    python -m explorer.bench_core --arch segformer-b0 --height 512 --width 1024 --steps 20
 
 The models have random weights (``encoder_weights=None``): speed does not depend on them.
 """
@@ -27,36 +27,16 @@ import torch
 from torch import nn
 
 from explorer.attacks import alma_prox
+from explorer.models import SegmentationModel
 from explorer.prox import prox_linf_box
+from explorer.train import ARCHITECTURES, build_network
 
-ARCHS = {
-    "fpn-mobilenet": ("FPN", "mobilenet_v2"),
-    "fpn-resnet18": ("FPN", "resnet18"),
-    "unet-resnet18": ("Unet", "resnet18"),
-    "deeplabv3plus-resnet18": ("DeepLabV3Plus", "resnet18"),
-}
+def build_model(arch: str, dataset: str) -> nn.Module:
+    """A randomly initialised network of the trainer's architectures, wrapped like a shipped model."""
+    from explorer.datasets import get_dataset
 
-
-class Normalized(nn.Module):
-    """Wrap a network so it takes images in [0, 1] (ImageNet normalisation inside)."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
-
-    def forward(self, x):
-        return self.net((x - self.mean) / self.std)
-
-
-def build_model(arch: str, num_classes: int) -> nn.Module:
-    """A randomly initialised segmentation-models-pytorch network, in eval mode."""
-    import segmentation_models_pytorch as smp
-
-    family, encoder = ARCHS[arch]
-    net = getattr(smp, family)(encoder_name=encoder, encoder_weights=None, classes=num_classes)
-    return Normalized(net).eval()
+    info = get_dataset(dataset)
+    return SegmentationModel(build_network(arch, info.num_classes), info, name=f"random-{arch}").eval()
 
 
 def _sync(device: torch.device) -> None:
@@ -91,8 +71,8 @@ def time_prox(images: torch.Tensor, num_steps: int) -> float:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--arch", choices=sorted(ARCHS), default="fpn-mobilenet")
-    parser.add_argument("--classes", type=int, default=19)
+    parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="fpn-mobilenet")
+    parser.add_argument("--dataset", choices=["cityscapes", "voc"], default="cityscapes")
     parser.add_argument("--height", type=int, default=256)
     parser.add_argument("--width", type=int, default=512)
     parser.add_argument("--batch", type=int, default=1)
@@ -103,7 +83,7 @@ def main(argv=None) -> None:
 
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
-    model = build_model(args.arch, args.classes).to(device)
+    model = build_model(args.arch, args.dataset).to(device)
     for p in model.parameters():
         p.requires_grad_(False)
     images = torch.rand(args.batch, 3, args.height, args.width, device=device)
@@ -118,7 +98,7 @@ def main(argv=None) -> None:
     prox = time_prox(images, args.steps)
     plain = (plain_before + plain_after) / 2
 
-    print(f"model {args.arch}, {args.classes} classes, batch {args.batch} x 3 x {args.height} x {args.width}, "
+    print(f"model {args.arch}, {model.num_classes} classes, batch {args.batch} x 3 x {args.height} x {args.width}, "
           f"{args.steps} steps, device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
     print(f"plain forward+backward: {plain:8.3f} s  (before {plain_before:.3f}, after {plain_after:.3f})")
     print(f"ALMA prox             : {alma:8.3f} s  (forwards {int(result.num_forwards[0])}, "

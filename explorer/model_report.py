@@ -21,8 +21,9 @@ from typing import Dict, List, Optional
 import torch
 
 from explorer.attacks import alma_prox
+from explorer.attacks.core import model_device
 from explorer.metrics import confusion_matrix, mean_iou, norm_summary, pixel_accuracy
-from explorer.samples import list_samples, load_sample
+from explorer.samples import list_samples, load_sample, read_label_png
 from explorer.targets import background_target, resize_label_map
 
 MAJORITY_TARGET = Path(__file__).resolve().parent.parent / "sample_images" / "street_majority_target.png"
@@ -30,10 +31,7 @@ MAJORITY_TARGET = Path(__file__).resolve().parent.parent / "sample_images" / "st
 
 def load_majority_target() -> torch.Tensor:
     """The shipped smoothed majority-label street target, (H, W) int64."""
-    import numpy as np
-    from PIL import Image
-
-    return torch.from_numpy(np.asarray(Image.open(MAJORITY_TARGET), dtype=np.int64))
+    return read_label_png(MAJORITY_TARGET)
 
 
 def sample_batch(world: str):
@@ -59,7 +57,8 @@ def evaluate_model(name: str, steps: int = 500, device: Optional[str] = None) ->
     model = load_model(name, device=device)
     world = entry.world
     images, labels, _ = sample_batch(world)
-    images, labels = images.to(next(model.buffers()).device), labels.to(next(model.buffers()).device)
+    device = model_device(model, images.device)
+    images, labels = images.to(device), labels.to(device)
     k = model.num_classes
     with torch.no_grad():
         pred = model(images).argmax(1)

@@ -38,6 +38,11 @@ def _index(root: Optional[Path] = None) -> dict:
     return json.loads(path.read_text())
 
 
+def read_label_png(path: Path) -> torch.Tensor:
+    """Read a label PNG (palette or grey) as an (H, W) int64 map of its pixel values."""
+    return torch.from_numpy(np.asarray(Image.open(path), dtype=np.int64))
+
+
 def list_samples(world: Optional[str] = None, root: Optional[Path] = None) -> List[str]:
     """Names of the shipped samples, optionally only those of one world ("street" or "objects")."""
     samples = _index(root)["samples"]
@@ -53,8 +58,8 @@ def load_sample(name: str, root: Optional[Path] = None) -> Tuple[torch.Tensor, t
     if name not in entries:
         raise InputError(f"unknown sample {name!r}; available: {sorted(entries)}")
     image = np.asarray(Image.open(root / f"{name}.png").convert("RGB"), dtype=np.float32) / 255
-    labels = np.asarray(Image.open(root / f"{name}_labels.png"), dtype=np.int64)
-    return torch.from_numpy(image).permute(2, 0, 1).contiguous(), torch.from_numpy(labels), entries[name]["world"]
+    labels = read_label_png(root / f"{name}_labels.png")
+    return torch.from_numpy(image).permute(2, 0, 1).contiguous(), labels, entries[name]["world"]
 
 
 def save_label_png(labels: np.ndarray, path: Path, palette: np.ndarray) -> None:

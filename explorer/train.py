@@ -34,10 +34,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from explorer.metrics import confusion_matrix, iou_per_class, mean_iou
+from explorer.models.wrapper import IMAGENET_MEAN, IMAGENET_STD
 from explorer.splits import VALIDATION_SEEDS, training_seeds
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: architecture name -> (smp class name, encoder name)
 ARCHITECTURES: Dict[str, Tuple[str, str]] = {
