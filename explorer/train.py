@@ -144,8 +144,25 @@ Command: `{card['command']}`
     (out_dir / "README.md").write_text(text)
 
 
+def class_weights(labels: torch.Tensor, num_classes: int, power: float) -> torch.Tensor:
+    """Cross-entropy class weights ``w_c = (median_f / f_c) ** power`` from the pool's label
+    frequencies ``f_c`` (ignored pixels left out), clipped to [0.2, 10]; absent classes get 1.
+
+    ``power=0`` is plain cross-entropy; ``power=0.5`` (square-root inverse frequency) lifts thin,
+    rare classes (poles, lights, riders) without letting them dominate the loss."""
+    valid = labels[labels != 255]
+    counts = torch.bincount(valid.flatten(), minlength=num_classes).double()
+    weights = torch.ones(num_classes, dtype=torch.float64)
+    present = counts > 0
+    if power > 0 and present.any():
+        freq = counts[present] / counts[present].sum()
+        weights[present] = (freq.median() / freq).pow(power).clamp(0.2, 10.0)
+    return weights.float()
+
+
 def train(world: str, arch: str, out_dir: Path, steps: int, batch_size: int, lr: float, pool_size: int,
-          shuffle_fraction: float, seed: int, size: Tuple[int, int], command: str) -> Dict[str, object]:
+          shuffle_fraction: float, seed: int, size: Tuple[int, int], command: str,
+          balance: float = 0.0) -> Dict[str, object]:
     """Train one model and write it to ``out_dir``; return its card."""
     from explorer.worlds import WORLDS
 
@@ -156,6 +173,7 @@ def train(world: str, arch: str, out_dir: Path, steps: int, batch_size: int, lr:
     start_time = time.perf_counter()
 
     images, labels = render_pool(world, pool_size, size, shuffle_fraction, seed)
+    weights = class_weights(labels, num_classes, balance)
     net = build_network(arch, num_classes)
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
@@ -170,7 +188,7 @@ def train(world: str, arch: str, out_dir: Path, steps: int, batch_size: int, lr:
         flip = torch.from_numpy(rng.random(batch_size) < 0.5)
         x[flip] = x[flip].flip(-1)
         y[flip] = y[flip].flip(-1)
-        loss = F.cross_entropy(net(normalize(x)), y, ignore_index=255)
+        loss = F.cross_entropy(net(normalize(x)), y, weight=weights, ignore_index=255)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -194,7 +212,8 @@ def train(world: str, arch: str, out_dir: Path, steps: int, batch_size: int, lr:
         "seed": seed,
         "recipe": {"steps": steps, "batch_size": batch_size, "lr": lr, "optimizer": "AdamW(wd=1e-4)",
                    "schedule": "one-cycle (10% warm-up)", "pool_size": pool_size,
-                   "shuffle_fraction": shuffle_fraction, "augmentation": "horizontal flip",
+                   "shuffle_fraction": shuffle_fraction, "class_balance_power": balance,
+                   "augmentation": "horizontal flip",
                    "train_seeds": [training_seeds(pool_size).start, training_seeds(pool_size).stop - 1]},
         "training_time_s": round(training_time, 1),
         "trained_on": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
@@ -217,6 +236,8 @@ def main(argv=None) -> None:
     parser.add_argument("--pool-size", type=int, default=2000)
     parser.add_argument("--shuffle-fraction", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--balance", type=float, default=0.0,
+                        help="class-weight power: weights (median freq / freq)^power; 0 = plain cross-entropy")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice); 1 when training several models at once")
     args = parser.parse_args(argv)
@@ -227,9 +248,10 @@ def main(argv=None) -> None:
     command = (f"python -m explorer.train --world {args.world} --arch {args.arch} --steps {args.steps} "
                f"--batch-size {args.batch_size} --lr {args.lr} --pool-size {args.pool_size} "
                f"--shuffle-fraction {args.shuffle_fraction} --seed {args.seed}"
+               + (f" --balance {args.balance}" if args.balance else "")
                + (f" --threads {args.threads}" if args.threads else ""))
     card = train(args.world, args.arch, out, args.steps, args.batch_size, args.lr, args.pool_size,
-                 args.shuffle_fraction, args.seed, size, command)
+                 args.shuffle_fraction, args.seed, size, command, balance=args.balance)
     print(json.dumps({k: card[k] for k in ("name", "training_time_s")} | {
         "pixel_accuracy": card["validation"]["pixel_accuracy"], "miou": card["validation"]["miou"]}))
 

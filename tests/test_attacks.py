@@ -147,6 +147,9 @@ def test_callback_records_and_stop_request():
     fooled = (last.prediction != labels) & labelled
     assert torch.equal(last.constraint_mask == PixelState.SATISFIED, fooled)
     assert torch.allclose(last.apsr, metric_apsr(last.prediction, labels, K))
+    # the recorded iterate is the one the prediction and the norm describe
+    assert torch.equal(model(last.adv_images).argmax(1), last.prediction)
+    assert torch.allclose(last.linf, (last.adv_images - images).flatten(1).abs().amax(1))
     # the trace keeps scalars only
     assert len(result.trace) == 6 and result.trace[-1].constraint_mask is None
 
@@ -155,7 +158,8 @@ def test_maps_not_recorded_unless_asked():
     model, images, labels = make_problem(seed=2, batch=1, size=8)
     records = []
     dag(model, images, labels, num_steps=3, callback=records.append)
-    assert records and all(r.constraint_mask is None and r.prediction is None for r in records)
+    assert records and all(r.constraint_mask is None and r.prediction is None and r.adv_images is None
+                           for r in records)
 
 
 def test_same_inputs_same_result():

@@ -54,8 +54,9 @@ class IterationRecord:
     image that has not succeeded yet.  ``extras`` holds attack-specific scalars (for
     ALMA prox: ``mu``, ``rho`` — means over labelled pixels — and the constraint scale
     ``w``).  ``constraint_mask`` ((N, H, W) uint8 of :class:`PixelState` codes) and
-    ``prediction`` ((N, H, W) int64) are present only when the attack was called with
-    ``record_maps=True``.
+    ``prediction`` ((N, H, W) int64) — the argmax at the iterate this record describes —
+    and ``adv_images`` ((N, 3, H, W), that iterate itself) are present only when the
+    attack was called with ``record_maps=True``.
     """
 
     attack: str
@@ -71,12 +72,13 @@ class IterationRecord:
     extras: Dict[str, Tensor] = field(default_factory=dict)
     constraint_mask: Optional[Tensor] = None
     prediction: Optional[Tensor] = None
+    adv_images: Optional[Tensor] = None
 
     def without_maps(self) -> "IterationRecord":
         """The same record without its per-pixel maps (what the trace keeps)."""
-        if self.constraint_mask is None and self.prediction is None:
+        if self.constraint_mask is None and self.prediction is None and self.adv_images is None:
             return self
-        return replace(self, constraint_mask=None, prediction=None)
+        return replace(self, constraint_mask=None, prediction=None, adv_images=None)
 
     def rows(self) -> List[Dict[str, float]]:
         """One flat dict per image, for CSV export and data frames."""
@@ -294,6 +296,8 @@ class AttackRun:
         self.best_linf = torch.full((n,), float("inf"), device=device)
         self.best_apsr = torch.full((n,), -1.0, device=device)
         self.found = torch.zeros(n, dtype=torch.bool, device=device)
+        #: the iterate last evaluated (kept only with record_maps, for the records)
+        self.current_adv: Optional[Tensor] = self.images.clone() if self.record_maps else None
         self.trace: Optional[List[IterationRecord]] = [] if callback is not None else None
         self.iterations = 0
         self.stopped = False
@@ -338,6 +342,8 @@ class AttackRun:
         self.best_apsr[sel] = torch.where(better, apsr, best_apsr)
         self.best_adv[sel] = torch.where(better.view(-1, 1, 1, 1), adv_images.detach(), self.best_adv[sel])
         self.found[sel] = found | is_adv
+        if self.current_adv is not None:
+            self.current_adv[sel] = adv_images.detach()
         return is_adv
 
     # -- callback ----------------------------------------------------------------------
@@ -372,6 +378,7 @@ class AttackRun:
             extras={k: per_image(v) for k, v in (extras or {}).items()},
             constraint_mask=pixel_states().cpu() if (self.record_maps and pixel_states) else None,
             prediction=prediction().cpu() if (self.record_maps and prediction) else None,
+            adv_images=self.current_adv.cpu() if self.current_adv is not None else None,
         )
         self.trace.append(record.without_maps())
         if self.callback(record):
