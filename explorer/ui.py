@@ -1,0 +1,617 @@
+"""The Gradio explorer: a thin layer of widgets over :mod:`explorer.live` and :mod:`explorer.render`.
+
+``build_demo()`` returns the ``gr.Blocks`` app; ``app.py`` at the repository root launches it.
+Every event handler is a plain module-level function (unit-tested without a browser):
+
+* :func:`preview` — the clean view (image, reference labels, clean prediction, target map);
+* :func:`run_attack` — a generator streaming one run: curves as records arrive, images at
+  most :data:`IMAGE_REFRESH_S` apart, then the metrics table, the replay slider and the
+  downloads;
+* :func:`stop_run` — asks this browser session's running attack to stop (it ends within one
+  iteration and keeps its partial result);
+* :func:`replay` — the frame of a recorded iteration;
+* :func:`compare_attacks` — several attacks on the same scene, curves overlaid;
+* :func:`load_run_file` — set every control from a run file.
+
+Attack controls are built from the registry's parameter schemas, so an attack added with
+``@register_attack`` appears here without touching this file.  Sessions are isolated: a
+run lives in the session's ``gr.State`` and in :data:`ACTIVE_RUNS` under the session hash
+(what Stop looks up); files go to a per-session temporary folder removed when the session
+ends.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+
+from explorer import render
+from explorer.attacks import ATTACKS, get_attack
+from explorer.attacks.registry import ADV_THRESHOLD, ParamSpec
+from explorer.errors import InputError
+from explorer.exports import RunSpec, image_digest, write_downloads
+from explorer.live import (TARGETS, LiveAttack, Scene, Snapshot, prepare_scene, run_metrics,
+                           target_choices)
+from explorer.models import MODELS, available_models, get_model_entry
+from explorer.samples import list_samples
+
+#: seconds between image refreshes while a run streams (curves refresh every snapshot)
+IMAGE_REFRESH_S = 0.5
+#: seconds between snapshots (curve refreshes)
+CURVE_REFRESH_S = 0.15
+#: attack runs served at once (each also holds a thread); more wait in the queue
+CONCURRENCY = int(os.environ.get("EXPLORER_CONCURRENCY", "2"))
+#: waiting requests beyond which new ones are refused with a "queue full" message
+QUEUE_SIZE = int(os.environ.get("EXPLORER_QUEUE_SIZE", "16"))
+#: the iteration budget slider's range
+MAX_STEPS = 2000
+DEFAULT_STEPS = 200
+DEFAULT_ATTACK = "alma_prox"
+#: device for attacks: $EXPLORER_DEVICE, else CUDA when available
+DEVICE = os.environ.get("EXPLORER_DEVICE") or None
+#: root of the per-session download folders
+TEMP_ROOT = Path(os.environ.get("EXPLORER_TMP", Path(tempfile.gettempdir()) / "seg-attack-explorer"))
+
+#: session hash -> the run it is streaming (Stop looks it up)
+ACTIVE_RUNS: Dict[str, LiveAttack] = {}
+_ACTIVE_LOCK = threading.Lock()
+
+
+# --------------------------------------------------------------------------- choices
+
+def model_choices() -> List[Tuple[str, str]]:
+    """(label, name) pairs: shipped models first, online ones marked."""
+    out = []
+    for name in available_models():
+        entry = MODELS[name]
+        mark = "shipped, offline" if entry.kind == "shipped" else "online — downloads on first use"
+        out.append((f"{name} ({mark})", name))
+    return out
+
+
+#: the model selected when the app opens (the first shipped model when this one is missing)
+DEFAULT_MODEL = "street-fpn-mobilenet"
+
+
+def default_model() -> str:
+    shipped = available_models("shipped")
+    if DEFAULT_MODEL in shipped:
+        return DEFAULT_MODEL
+    return shipped[0] if shipped else available_models()[0]
+
+
+def samples_for(model_name: str) -> List[str]:
+    """The samples labelled with the model's classes (all samples if none are)."""
+    dataset = get_model_entry(model_name).dataset
+    world = {"cityscapes": "street", "voc": "objects"}.get(dataset)
+    return list_samples(world) or list_samples()
+
+
+def target_radio_choices(model_name: str) -> List[Tuple[str, str]]:
+    dataset = get_model_entry(model_name).dataset_info
+    return [(TARGETS[t], t) for t in target_choices(dataset)]
+
+
+def attack_choices() -> List[Tuple[str, str]]:
+    return [(f"{spec.title} ({spec.kind})", name) for name, spec in ATTACKS.items()]
+
+
+def controlled_params(spec) -> List[ParamSpec]:
+    """The hyper-parameters that get a widget (the iteration budget has its own slider)."""
+    return [p for p in spec.params if p.name != "num_steps"]
+
+
+def param_component(attack: str, p: ParamSpec):
+    """A widget for one hyper-parameter, from its schema."""
+    label = f"{p.symbol} {p.name}".strip() if p.symbol else p.name
+    common = dict(label=label, info=p.help, value=p.default, elem_id=f"param-{attack}-{p.name}")
+    if p.type is bool:
+        return gr.Checkbox(**common)
+    if p.type is str:
+        return gr.Dropdown(choices=list(p.choices or [p.default]), **common)
+    return gr.Number(minimum=p.low, maximum=p.high, precision=0 if p.type is int else None, **common)
+
+
+#: (attack, parameter) for every parameter widget, in the order they are passed to handlers
+PARAM_KEYS: List[Tuple[str, str]] = [(name, p.name) for name, spec in ATTACKS.items()
+                                     for p in controlled_params(spec)]
+
+
+def params_from_widgets(attack: str, steps: Any, values: Sequence[Any]) -> Dict[str, Any]:
+    """The chosen attack's hyper-parameters from the flat widget values (plus the budget)."""
+    spec = get_attack(attack)
+    params = {name: value for (owner, name), value in zip(PARAM_KEYS, values) if owner == attack}
+    if "num_steps" in {p.name for p in spec.params}:
+        params["num_steps"] = steps
+    return params
+
+
+# --------------------------------------------------------------------------- session helpers
+
+def session_id(request: Optional[gr.Request]) -> str:
+    return getattr(request, "session_hash", None) or "local"
+
+
+def session_folder(request: Optional[gr.Request]) -> Path:
+    """This session's download folder (created on demand)."""
+    folder = TEMP_ROOT / session_id(request)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def cleanup_session(request: gr.Request) -> None:
+    """Stop the session's run and delete its files (called when the browser tab closes)."""
+    sid = session_id(request)
+    with _ACTIVE_LOCK:
+        run = ACTIVE_RUNS.pop(sid, None)
+    if run is not None:
+        run.stop()
+    shutil.rmtree(TEMP_ROOT / sid, ignore_errors=True)
+
+
+def _register(request, run: LiveAttack) -> None:
+    with _ACTIVE_LOCK:
+        ACTIVE_RUNS[session_id(request)] = run
+
+
+def _unregister(request, run: LiveAttack) -> None:
+    with _ACTIVE_LOCK:
+        if ACTIVE_RUNS.get(session_id(request)) is run:
+            del ACTIVE_RUNS[session_id(request)]
+
+
+def warn(message: str) -> str:
+    """Show ``message`` as a warning toast and return it for the status line."""
+    gr.Warning(message)
+    return f"⚠️ {message}"
+
+
+# --------------------------------------------------------------------------- views
+
+def views_of_frame(scene: Scene, frame) -> Dict[str, Any]:
+    """Pictures of one frame: adversarial prediction, amplified perturbation, adversarial image, mask."""
+    dataset = scene.dataset
+    delta = frame.perturbation.astype(np.float32)
+    clean = scene.image[0].detach().cpu().numpy()
+    picture, gain = render.amplify_perturbation(delta)
+    return {
+        "prediction": render.upscale_nearest(render.colorize(frame.prediction, dataset)),
+        "perturbation": (render.upscale_nearest(picture), gain),
+        "adversarial": render.image_to_uint8(np.clip(clean + delta, 0, 1)),
+        "mask": render.upscale_nearest(render.render_mask(frame.mask)),
+    }
+
+
+def status_line(run: LiveAttack, snap: Snapshot) -> str:
+    """Iteration, speed, time left, current APSR and norms (Markdown)."""
+    h = snap.history
+    if not h["iteration"]:
+        return f"**{run.spec.title}** starting…"
+    best = h["best_linf"][-1]
+    best_text = "—" if not np.isfinite(best) else f"{best * 255:.3f}/255"
+    state = "done" if snap.done else ("stopping…" if run.stopping else "running")
+    return (f"**{run.spec.title}** {state} · iteration **{snap.iteration}/{snap.num_steps}** · "
+            f"{snap.rate:.1f} it/s · {snap.eta_s:.0f} s left · APSR {h['apsr'][-1]:.3f} · "
+            f"ℓ∞ {h['linf'][-1] * 255:.3f}/255 · best successful ℓ∞ {best_text}")
+
+
+def curves(run: LiveAttack, snap: Snapshot):
+    series = {run.spec.name: snap.history}
+    return render.apsr_figure(series, run.adv_threshold), render.linf_figure(series)
+
+
+def metrics_frame(metrics: Dict[str, Any]) -> pd.DataFrame:
+    """The metrics dict as a two-column table with readable values."""
+    def fmt(v):
+        if isinstance(v, bool):
+            return "yes" if v else "no"
+        if isinstance(v, float):
+            return f"{v:.4f}"
+        return str(v)
+    return pd.DataFrame({"metric": list(metrics), "value": [fmt(v) for v in metrics.values()]})
+
+
+# --------------------------------------------------------------------------- event handlers
+
+def preview(model_name: str, sample: Optional[str], upload: Optional[np.ndarray], target: str,
+            target_upload: Optional[np.ndarray]):
+    """Clean view: image, reference labels, clean prediction, attack labels; a status line."""
+    try:
+        scene = prepare_scene(model_name, sample, upload, target, target_upload, device=DEVICE)
+    except InputError as error:
+        return None, None, None, None, warn(str(error))
+    dataset = scene.dataset
+    image = render.image_to_uint8(scene.image)
+    reference = render.upscale_nearest(render.colorize(scene.reference[0], dataset))
+    clean = render.upscale_nearest(render.colorize(scene.clean_prediction[0], dataset))
+    labels = render.upscale_nearest(render.colorize(scene.attack_labels[0], dataset))
+    h, w = scene.image.shape[-2:]
+    text = (f"{scene.model_name} · {scene.image_name} ({w}×{h}) · {TARGETS[scene.target]} · "
+            f"reference: {scene.reference_name}. Press **Run**.")
+    if scene.notice:
+        text += f"  \nℹ️ {scene.notice}"
+    return image, reference, clean, labels, text
+
+
+def on_model_change(model_name: str, sample: Optional[str] = None, target: Optional[str] = None):
+    """New model: restrict the samples to its classes and the targets to those it supports
+    (keeping the current choices when they still apply)."""
+    samples = samples_for(model_name)
+    targets = target_radio_choices(model_name)
+    sample = sample if sample in samples else (samples[0] if samples else None)
+    target = target if target in [value for _, value in targets] else "untargeted"
+    return gr.update(choices=samples, value=sample), gr.update(choices=targets, value=target)
+
+
+def on_attack_change(attack: str):
+    """Show the chosen attack's hyper-parameter group, hide the others."""
+    return [gr.update(visible=(name == attack)) for name in ATTACKS]
+
+
+def apply_preset(attack: str, preset: Optional[str]):
+    """Set an attack's widgets to one of its registry presets (others to the defaults)."""
+    spec = get_attack(attack)
+    values = {**spec.defaults(), **spec.presets.get(preset or "", {})}
+    return [gr.update(value=values[p.name]) for p in controlled_params(spec)]
+
+
+def run_attack(model_name, sample, upload, attack, target, target_upload, steps, seed, nu, *values,
+               request: gr.Request = None) -> Iterator[Dict[Any, Any]]:
+    """Stream one run (see the module docstring).  Yields ``{output index: value}`` dicts
+    consumed by :func:`_stream_to_components`; the outputs are ``OUTPUTS`` in order."""
+    try:
+        scene = prepare_scene(model_name, sample, upload, target, target_upload, device=DEVICE)
+        params = params_from_widgets(attack, steps, values)
+        run = LiveAttack(scene, attack, params, seed=_whole(seed, "seed"), adv_threshold=nu)
+    except InputError as error:
+        yield {"status": warn(str(error))}
+        return
+    _register(request, run)
+    last_images = 0.0
+    try:
+        for snap in run.snapshots(interval=CURVE_REFRESH_S):
+            update = {"status": status_line(run, snap)}
+            update["apsr_plot"], update["linf_plot"] = curves(run, snap)
+            now = time.perf_counter()
+            if snap.frame is not None and (now - last_images >= IMAGE_REFRESH_S or snap.done):
+                last_images = now
+                views = views_of_frame(scene, snap.frame)
+                update.update(adv_prediction=views["prediction"], perturbation=views["perturbation"][0],
+                              adversarial=views["adversarial"], mask=views["mask"])
+            yield update
+    except InputError as error:
+        yield {"status": warn(str(error))}
+        return
+    finally:
+        _unregister(request, run)
+    yield finish_run(run, scene, model_name, sample, upload, request)
+
+
+def finish_run(run: LiveAttack, scene: Scene, model_name: str, sample, upload, request) -> Dict[str, Any]:
+    """After the stream: metrics, downloads, replay slider, and the returned (best) iterate's views."""
+    result = run.result
+    metrics = run_metrics(scene, result)
+    image_name = sample if upload is None else f"upload:{image_digest(np.asarray(upload))}"
+    spec = RunSpec(model=model_name, image=image_name, attack=run.spec.name, target=scene.target,
+                   params=dict(run.params), seed=run.seed, adv_threshold=run.adv_threshold)
+    folder = session_folder(request)
+    for old in folder.glob("*"):
+        old.unlink(missing_ok=True)
+    paths = write_downloads(result, scene.image, spec, folder,
+                            stem=f"{model_name}_{Path(str(image_name)).name[:24]}_{run.spec.name}".replace(":", "-"))
+    frames = run.frames
+    snap = run.snapshot()
+    outcome = "stopped" if result.stopped else "finished"
+    best = "no success" if not bool(result.success[0]) else f"ℓ∞ = {float(result.linf[0]) * 255:.3f}/255"
+    status = (f"**{run.spec.title}** {outcome} after {result.iterations} iterations in "
+              f"{result.elapsed_s:.1f} s · returned iterate: APSR {float(result.apsr[0]):.3f}, {best}. "
+              f"Replay any recorded iteration with the slider (every {run.stride}).")
+    # the views show the returned iterate (best by the minimal-norm rule), not the last one
+    best_frame = best_iterate_frame(run, scene)
+    views = views_of_frame(scene, best_frame)
+    return {"status": status, "adv_prediction": views["prediction"], "perturbation": views["perturbation"][0],
+            "adversarial": views["adversarial"], "mask": views["mask"],
+            "apsr_plot": curves(run, snap)[0], "linf_plot": curves(run, snap)[1],
+            "replay": gr.update(minimum=0, maximum=max(len(frames) - 1, 0), value=max(len(frames) - 1, 0),
+                                step=1, visible=len(frames) > 1,
+                                label=f"replay: recorded frame (of {len(frames)}, every {run.stride} iterations)"),
+            "metrics": metrics_frame(metrics),
+            "downloads": [str(p) for p in paths.values()],
+            "state": run}
+
+
+def best_iterate_frame(run: LiveAttack, scene: Scene):
+    """A :class:`~explorer.live.Frame` of the attack's returned iterate."""
+    import torch
+
+    from explorer.attacks.core import SegmentationTask
+    from explorer.live import Frame
+
+    result = run.result
+    adv = result.adv_images[:1]
+    with torch.no_grad():
+        prediction = scene.model(adv).argmax(1)
+    task = SegmentationTask(scene.attack_labels, None, scene.dataset.num_classes, scene.targeted,
+                            run.adv_threshold)
+    states = task.pixel_states(task.pixel_success(prediction))
+    return Frame(iteration=result.iterations - 1, apsr=float(result.apsr[0]), linf=float(result.linf[0]),
+                 prediction=prediction[0].cpu().numpy().astype(np.int16), mask=states[0].cpu().numpy(),
+                 perturbation=(adv[0] - scene.image[0]).cpu().numpy().astype(np.float16))
+
+
+def stop_run(request: gr.Request = None) -> str:
+    """Stop this session's running attack (it returns its result after the current iteration)."""
+    with _ACTIVE_LOCK:
+        run = ACTIVE_RUNS.get(session_id(request))
+    if run is None:
+        return "Nothing is running."
+    run.stop()
+    return f"**{run.spec.title}**: stopping after the current iteration…"
+
+
+def replay(index: Any, run: Optional[LiveAttack]):
+    """The views of recorded frame ``index`` of the session's last run."""
+    if run is None or not run.frames:
+        return gr.update(), gr.update(), gr.update(), gr.update(), "No run to replay yet."
+    i = int(min(max(int(index or 0), 0), len(run.frames) - 1))
+    frame = run.frames[i]
+    views = views_of_frame(run.scene, frame)
+    text = (f"replaying iteration {frame.iteration + 1}/{run.num_steps}: APSR {frame.apsr:.3f}, "
+            f"ℓ∞ {frame.linf * 255:.3f}/255 (perturbation shown ×{views['perturbation'][1]:.0f})")
+    return views["prediction"], views["perturbation"][0], views["adversarial"], views["mask"], text
+
+
+def compare_attacks(model_name, sample, upload, target, target_upload, attacks, steps, seed, nu,
+                    request: gr.Request = None):
+    """Run each chosen attack (registry defaults, the same budget) in turn; overlay the curves."""
+    if not attacks:
+        yield None, None, None, warn("choose at least one attack to compare")
+        return
+    try:
+        scene = prepare_scene(model_name, sample, upload, target, target_upload, device=DEVICE)
+    except InputError as error:
+        yield None, None, None, warn(str(error))
+        return
+    series: Dict[str, Dict[str, List[float]]] = {}
+    rows = []
+    for name in attacks:
+        spec = get_attack(name)
+        params = {"num_steps": steps} if "num_steps" in spec.defaults() else {}
+        try:
+            run = LiveAttack(scene, name, params, seed=_whole(seed, "seed"), adv_threshold=nu)
+        except InputError as error:
+            yield gr.update(), gr.update(), gr.update(), warn(str(error))
+            return
+        _register(request, run)
+        try:
+            for snap in run.snapshots(interval=CURVE_REFRESH_S):
+                series[name] = snap.history
+                yield (render.apsr_figure(series, nu), render.linf_figure(series), gr.update(),
+                       f"comparing: {status_line(run, snap)}")
+        except InputError as error:
+            yield gr.update(), gr.update(), gr.update(), warn(str(error))
+            return
+        finally:
+            _unregister(request, run)
+        result = run.result
+        rows.append({"attack": spec.title, "success": "yes" if bool(result.success[0]) else "no",
+                     "APSR": round(float(result.apsr[0]), 4),
+                     "ℓ∞ × 255": round(float(result.linf[0]) * 255, 4) if bool(result.success[0]) else None,
+                     "iterations": result.iterations, "time (s)": round(result.elapsed_s, 2)})
+        if result.stopped:
+            break
+    yield (render.apsr_figure(series, nu), render.linf_figure(series), pd.DataFrame(rows),
+           f"compared {len(rows)} attack(s) with {steps} iterations each")
+
+
+def load_run_file(path: Optional[str]):
+    """Set the controls from an uploaded run file (JSON only; never executed)."""
+    keep = [gr.update()] * (7 + len(PARAM_KEYS))
+    if not path:
+        return [*keep, ""]
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as handle:
+            spec = RunSpec.from_json(handle.read(min(size, 10 ** 6)))
+        get_model_entry(spec.model)
+    except (InputError, OSError) as error:
+        return [*keep, warn(f"run file not loaded: {error}")]
+    note = ""
+    sample_update = gr.update(value=spec.image)
+    if spec.is_upload:
+        sample_update = gr.update()
+        note = f" The run used an uploaded image (sha256 {spec.image[7:19]}…): upload the same picture."
+    defaults = get_attack(spec.attack).defaults()
+    values = {**defaults, **spec.params}
+    param_updates = [gr.update(value=values[name]) if owner == spec.attack else gr.update()
+                     for owner, name in PARAM_KEYS]
+    steps = values.get("num_steps", DEFAULT_STEPS)
+    return [gr.update(value=spec.model), sample_update, gr.update(value=spec.attack),
+            gr.update(value=spec.target), gr.update(value=steps), gr.update(value=spec.seed),
+            gr.update(value=spec.adv_threshold), *param_updates, f"Run file loaded: {spec.attack} on {spec.model}.{note} Press **Run**."]
+
+
+def _whole(value: Any, name: str) -> int:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a whole number; got {value!r}") from None
+    if not np.isfinite(number) or number != int(number) or number < 0:
+        raise InputError(f"{name} must be a whole number >= 0; got {value!r}")
+    return int(number)
+
+
+# --------------------------------------------------------------------------- layout
+
+#: names of the run stream's outputs, in the order of the components list built in build_demo
+OUTPUT_NAMES = ("status", "apsr_plot", "linf_plot", "adv_prediction", "perturbation", "adversarial",
+                "mask", "replay", "metrics", "downloads", "state")
+
+CSS = """
+#status {min-height: 2.5em}
+.mask-legend {margin-top: 4px}
+"""
+
+
+def build_demo() -> gr.Blocks:
+    """The app (call ``.queue(...)`` and ``.launch()``; :func:`launch` does both)."""
+    model0 = default_model()
+    samples0 = samples_for(model0)
+    with gr.Blocks(title="Segmentation Attack Explorer", delete_cache=(900, 3600)) as demo:
+        gr.Markdown("# Segmentation Attack Explorer\nPick a model, an image, an attack and a target, "
+                    "then **Run** and watch the attack take the segmentation apart. "
+                    "ALMA prox finds the smallest ℓ∞ perturbation that fools ≥ ν of the labelled pixels "
+                    "(Rony et al., CVPR 2023).")
+        run_state = gr.State(None)
+        with gr.Row():
+            with gr.Column(scale=1, min_width=320):
+                model = gr.Dropdown(model_choices(), value=model0, label="model", elem_id="model")
+                sample = gr.Dropdown(samples0, value=samples0[0] if samples0 else None, label="sample image",
+                                     allow_custom_value=True, elem_id="sample")
+                upload = gr.Image(type="numpy", image_mode="RGB", sources=["upload"], label="…or upload an image "
+                                  "(attacked against its clean prediction)", height=140, elem_id="upload")
+                attack = gr.Dropdown(attack_choices(), value=DEFAULT_ATTACK, label="attack", elem_id="attack")
+                # every target is a valid value (API clients); the page narrows the choices per model
+                target = gr.Radio([(text, key) for key, text in TARGETS.items()], value="untargeted",
+                                  label="target", elem_id="target")
+                target_upload = gr.Image(type="numpy", image_mode=None, sources=["upload"], height=110,
+                                         label="target label map (class ids or palette colours)",
+                                         elem_id="target-upload")
+                steps = gr.Slider(1, MAX_STEPS, value=DEFAULT_STEPS, step=1, label="iterations",
+                                  elem_id="steps")
+                with gr.Row():
+                    seed = gr.Number(0, precision=0, minimum=0, label="seed", elem_id="seed")
+                    nu = gr.Number(ADV_THRESHOLD.default, minimum=ADV_THRESHOLD.low, maximum=ADV_THRESHOLD.high,
+                                   label="ν (success threshold)", elem_id="nu")
+                with gr.Accordion("hyper-parameters", open=False):
+                    groups, param_widgets = [], []
+                    for name, spec in ATTACKS.items():
+                        with gr.Group(visible=(name == DEFAULT_ATTACK)) as group:
+                            gr.Markdown(f"**{spec.title}** — {spec.summary}  \n*{spec.reference}*")
+                            widgets = [param_component(name, p) for p in controlled_params(spec)]
+                            if spec.presets:
+                                preset = gr.Dropdown(list(spec.presets), value=None, label="preset",
+                                                     elem_id=f"preset-{name}")
+                                preset.change(partial_preset(name), preset, widgets, api_visibility="private")
+                        groups.append(group)
+                        param_widgets.extend(widgets)
+                with gr.Row():
+                    run_button = gr.Button("Run", variant="primary", elem_id="run-button")
+                    stop_button = gr.Button("Stop", variant="stop", elem_id="stop-button")
+                run_file = gr.File(label="load a run file (.json) to reproduce a run", file_types=[".json"],
+                                   type="filepath", elem_id="run-file")
+            with gr.Column(scale=3):
+                status = gr.Markdown("Loading…", elem_id="status")
+                with gr.Tab("Live"):
+                    with gr.Row():
+                        apsr_plot = gr.Plot(render.empty_figure("APSR", "APSR"), label="APSR", elem_id="apsr-plot")
+                        linf_plot = gr.Plot(render.empty_figure("ℓ∞ × 255", "ℓ∞ × 255"), label="ℓ∞",
+                                            elem_id="linf-plot")
+                    with gr.Row():
+                        clean_image = gr.Image(label="clean image", interactive=False, elem_id="clean-image")
+                        reference = gr.Image(label="reference labels", interactive=False, elem_id="reference")
+                        clean_pred = gr.Image(label="clean prediction", interactive=False,
+                                              elem_id="clean-prediction")
+                    with gr.Row():
+                        attack_labels = gr.Image(label="attack labels / target", interactive=False,
+                                                 elem_id="attack-labels")
+                        adv_prediction = gr.Image(label="adversarial prediction", interactive=False,
+                                                  elem_id="adv-prediction")
+                        mask = gr.Image(label="constraint mask", interactive=False, elem_id="mask-view")
+                    with gr.Row():
+                        perturbation = gr.Image(label="perturbation (amplified, grey = 0)", interactive=False,
+                                                elem_id="perturbation")
+                        adversarial = gr.Image(label="adversarial image", interactive=False,
+                                               elem_id="adversarial-image")
+                        gr.HTML(render.mask_legend_html(), elem_id="mask-legend")
+                    replay_slider = gr.Slider(0, 1, value=0, step=1, visible=False, label="replay",
+                                              elem_id="replay-slider")
+                    metrics = gr.Dataframe(label="metrics", interactive=False, elem_id="metrics-table")
+                    downloads = gr.File(label="downloads: adversarial PNG (8-bit), perturbation (.npy), "
+                                        "trace (.csv), run file (.json)", file_count="multiple",
+                                        interactive=False, elem_id="downloads")
+                with gr.Tab("Compare"):
+                    compare_choice = gr.CheckboxGroup(attack_choices(), value=list(ATTACKS)[:2],
+                                                      label="attacks (registry defaults, same budget)",
+                                                      elem_id="compare-attacks")
+                    compare_button = gr.Button("Compare", variant="primary", elem_id="compare-button")
+                    with gr.Row():
+                        compare_apsr = gr.Plot(label="APSR", elem_id="compare-apsr-plot")
+                        compare_linf = gr.Plot(label="best ℓ∞", elem_id="compare-linf-plot")
+                    compare_table = gr.Dataframe(label="final norms and APSR", interactive=False,
+                                                 elem_id="compare-table")
+
+        scene_inputs = [model, sample, upload, target, target_upload]
+        preview_outputs = [clean_image, reference, clean_pred, attack_labels, status]
+        components = dict(status=status, apsr_plot=apsr_plot, linf_plot=linf_plot,
+                          adv_prediction=adv_prediction, perturbation=perturbation, adversarial=adversarial,
+                          mask=mask, replay=replay_slider, metrics=metrics, downloads=downloads,
+                          state=run_state)
+        outputs = [components[k] for k in OUTPUT_NAMES]
+
+        run_inputs = [model, sample, upload, attack, target, target_upload, steps, seed, nu, *param_widgets]
+
+        def stream(values: dict, request: gr.Request):
+            # inputs given as a set arrive as one {component: value} dict (keeps gr.Request injectable)
+            for update in run_attack(*[values[c] for c in run_inputs], request=request):
+                yield {components[k]: v for k, v in update.items()}
+
+        demo.load(on_model_change, [model, sample, target], [sample, target], api_visibility="private").then(
+            preview, scene_inputs, preview_outputs, api_visibility="private")
+        model.change(on_model_change, [model, sample, target], [sample, target], api_visibility="private").then(
+            preview, scene_inputs, preview_outputs, api_visibility="private")
+        for trigger in (sample.change, upload.change, target.change, target_upload.change):
+            trigger(preview, scene_inputs, preview_outputs, api_visibility="private")
+        attack.change(on_attack_change, attack, groups, api_visibility="private")
+        run_button.click(stream, set(run_inputs), outputs, concurrency_id="attack", api_name="run",
+                         show_progress="hidden")
+        stop_button.click(stop_run, None, status, queue=False, api_name="stop")
+        replay_slider.release(replay, [replay_slider, run_state],
+                              [adv_prediction, perturbation, adversarial, mask, status], api_name="replay")
+        compare_button.click(compare_attacks, [model, sample, upload, target, target_upload, compare_choice,
+                                               steps, seed, nu],
+                             [compare_apsr, compare_linf, compare_table, status], concurrency_id="attack",
+                             api_name="compare", show_progress="hidden")
+        run_file.upload(load_run_file, run_file,
+                        [model, sample, attack, target, steps, seed, nu, *param_widgets, status],
+                        api_name="load_run_file")
+        demo.unload(cleanup_session)
+    return demo
+
+
+def partial_preset(attack: str):
+    """The preset handler of one attack (a closure, so each dropdown knows its attack)."""
+    def handler(preset):
+        return apply_preset(attack, preset)
+    return handler
+
+
+def gpu_wrapped(function):
+    """Decorate for Hugging Face ZeroGPU when the ``spaces`` package is importable."""
+    try:
+        import spaces  # type: ignore
+    except ImportError:
+        return function
+    return spaces.GPU(duration=120)(function)
+
+
+run_attack = gpu_wrapped(run_attack)
+compare_attacks = gpu_wrapped(compare_attacks)
+
+
+def launch(**kwargs) -> gr.Blocks:
+    """Build, queue (bounded concurrency and size) and launch the app."""
+    demo = build_demo()
+    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+    kwargs.setdefault("css", CSS)
+    kwargs.setdefault("max_file_size", "20mb")
+    demo.launch(**kwargs)
+    return demo
