@@ -1,0 +1,129 @@
+"""The app served for real: a gradio_client session and a headless Chromium (Playwright).
+
+The browser test needs Debian's ``chromium`` (``.ci/run`` installs it with apt).  Without it
+the test is skipped, unless ``EXPLORER_REQUIRE_BROWSER=1`` (set by CI), which makes a missing
+browser a failure.  Screenshots go to ``test-output/`` at the repository root.
+"""
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from explorer import ui
+
+OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    demo = ui.build_demo()
+    demo.queue(default_concurrency_limit=ui.CONCURRENCY, max_size=ui.QUEUE_SIZE)
+    port = _free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                css=ui.CSS)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+def test_client_streams_every_update_and_the_final_metrics(app_url):
+    from gradio_client import Client
+
+    client = Client(app_url, verbose=False)
+    job = client.submit("street-fpn-mobilenet", "street-002", None, "alma_prox", "untargeted", None, 40, 0,
+                        0.99, api_name="/run")
+    statuses = [update[0] for update in job]
+    outputs = job.outputs()
+    assert len(outputs) >= 3  # streamed, not just one answer
+    iterations = [int(s.split("iteration **")[1].split("/")[0]) for s in statuses if "iteration **" in s]
+    assert iterations == sorted(iterations) and iterations[0] < 40
+    final = outputs[-1]
+    assert "finished after 40 iterations" in final[0]
+    table = dict(final[8]["data"])
+    assert table["iterations"] == "40" and float(table["APSR"]) >= 0.9
+    assert sorted(Path(f).suffix for f in final[9]) == [".csv", ".json", ".npy", ".png"]
+
+
+def test_client_stop_keeps_the_partial_result(app_url):
+    from gradio_client import Client
+
+    client = Client(app_url, verbose=False)
+    job = client.submit("objects-fpn-mobilenet", "objects-004", None, "alma_prox", "untargeted", None, 2000,
+                        0, 0.99, api_name="/run")
+    deadline = time.time() + 60
+    while len(job.outputs()) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    assert "stopping" in client.predict(api_name="/stop")
+    final = job.result()
+    assert "stopped after" in final[0]
+    iterations = int(dict(final[8]["data"])["iterations"])
+    assert 1 <= iterations < 2000
+
+
+def _chromium():
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if os.environ.get("EXPLORER_REQUIRE_BROWSER") == "1":
+            pytest.fail("chromium is required (EXPLORER_REQUIRE_BROWSER=1): apt-get install chromium")
+        pytest.skip("no chromium binary; install Debian's chromium package to run the browser test")
+    return path
+
+
+def _image_src(page, elem_id):
+    return page.eval_on_selector(f"#{elem_id} img", "img => img.src") if page.query_selector(f"#{elem_id} img") else None
+
+
+def test_browser_run_watch_and_stop(app_url):
+    chromium = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    OUTPUT.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1300})
+            page.goto(app_url)
+            page.wait_for_function("document.querySelector('#status')?.innerText.includes('Press')", timeout=60000)
+            # pick another sample from the gallery drop-down
+            page.click("#sample input")
+            page.click("ul[role=listbox] li:has-text('street-003')")
+            page.wait_for_function("document.querySelector('#status').innerText.includes('street-003')",
+                                   timeout=30000)
+            page.fill("#steps input[type=number]", "20")
+            page.press("#steps input[type=number]", "Enter")
+            page.click("#run-button")
+            page.wait_for_function("document.querySelector('#status').innerText.includes('finished after 20')",
+                                   timeout=120000)
+            # the curves were drawn (plotly traces) and the adversarial prediction is shown
+            assert page.locator("#apsr-plot .scatterlayer .trace").count() >= 2
+            assert page.locator("#linf-plot .scatterlayer .trace").count() >= 2
+            first_prediction = _image_src(page, "adv-prediction")
+            assert first_prediction
+            assert "iterations" in page.inner_text("#metrics-table")
+            page.screenshot(path=str(OUTPUT / "browser_run.png"), full_page=True)
+
+            # a longer run, stopped while it runs: the prediction changes and the run says it stopped
+            page.fill("#steps input[type=number]", "2000")
+            page.press("#steps input[type=number]", "Enter")
+            page.click("#run-button")
+            page.wait_for_function("document.querySelector('#status').innerText.includes('running')",
+                                   timeout=60000)
+            page.wait_for_function(
+                f"(document.querySelector('#adv-prediction img')||{{}}).src !== {first_prediction!r}",
+                timeout=60000)
+            page.click("#stop-button")
+            page.wait_for_function("document.querySelector('#status').innerText.includes('stopped after')",
+                                   timeout=60000)
+            status = page.inner_text("#status")
+            assert "2000 iterations" not in status
+            page.screenshot(path=str(OUTPUT / "browser_stopped.png"), full_page=True)
+        finally:
+            browser.close()
