@@ -9,6 +9,9 @@ Subpackages and modules (data flows one way, top to bottom):
 * :mod:`explorer.models` — the model registry (shipped models, public checkpoints)
 * :mod:`explorer.samples`, :mod:`explorer.splits` — sample images; which seeds are for what
 * :mod:`explorer.errors` — :class:`InputError`, the one exception for bad input
+* :mod:`explorer.live`, :mod:`explorer.render`, :mod:`explorer.exports` — one attack run
+  live (stop, replay, metrics), its pictures and plots, its run file and downloads
+* :mod:`explorer.ui` — the Gradio app over the three above (``app.py`` launches it)
 """
 from explorer.errors import InputError
 
