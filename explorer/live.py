@@ -304,11 +304,12 @@ class LiveAttack:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2 ** 63:
             raise InputError(f"seed must be a whole number >= 0; got {seed!r}")
         self.seed = int(seed)
+        # the records' own count (restarts, bisection steps, ensemble members) replaces this guess
         self.num_steps = int(self.params.get("num_steps", self.spec.defaults().get("num_steps", 1)))
         h, w = scene.image.shape[-2:]
         frame_bytes = h * w * (2 + 1 + 3 * 2)
-        keep = max(2, min(max_frames, frame_budget_bytes // frame_bytes))
-        self.stride = max(1, math.ceil(self.num_steps / keep))
+        self._keep = max(2, min(max_frames, frame_budget_bytes // frame_bytes))
+        self.stride = max(1, math.ceil(self.num_steps / self._keep))
         self.history: Dict[str, List[float]] = {k: [] for k in HISTORY_KEYS}
         self.frames: List[Frame] = []
         self.latest: Optional[Frame] = None
@@ -348,6 +349,9 @@ class LiveAttack:
 
     # -- worker --------------------------------------------------------------------------
     def _on_record(self, record: IterationRecord):
+        if record.iteration == 0 and record.num_steps != self.num_steps:
+            self.num_steps = record.num_steps
+            self.stride = max(1, math.ceil(self.num_steps / self._keep))
         frame = Frame(iteration=record.iteration, apsr=float(record.apsr[0]), linf=float(record.linf[0]),
                       prediction=record.prediction[0].numpy().astype(np.int16),
                       mask=record.constraint_mask[0].numpy(),

@@ -12,9 +12,13 @@ Contents
 * :func:`penalty` and :func:`penalty_derivative` — the penalty-Lagrangian function ``P``
   of seed 001, eq. 9, with its true derivative, and the reference library's derivative
   (``mu * y`` instead of ``mu`` on ``y >= 0``) as an explicit option.
+* :data:`OBJECTIVES` — the per-pixel objectives the fixed-budget attacks *maximise*
+  (CE, DLR, SegPGD, CosPGD, masked CE, JS, masked spherical, Tsallis), each in
+  untargeted and targeted form.
 """
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -173,3 +177,103 @@ def penalty(y: Tensor, rho: Tensor, mu: Tensor, grad: PenaltyGrad = "true") -> T
     if grad not in ("true", "reference"):
         raise ValueError(f"penalty_grad must be 'true' or 'reference', got {grad!r}")
     return _Penalty.apply(y, rho, mu, grad)
+
+
+# ----------------------------------------------------------------------------------------
+# Objectives of the fixed-budget attacks
+# ----------------------------------------------------------------------------------------
+#
+# Every objective has the signature ``objective(logits, labels, targeted, adversarial,
+# progress) -> (N, H, W)`` and is *maximised* by the attack.  ``adversarial`` is the pixel
+# success map of the current iterate (detached): argmax != y untargeted, == t targeted.
+# ``progress`` = t / T in [0, 1) is the position in the (stage's) iteration budget, used by
+# the schedules of SegPGD (λ_t) and TsallisPGD (q).  Ignored pixels are masked by the caller.
+# Targeted forms move towards the target: they maximise minus the untargeted loss of the
+# target map (so CE becomes -CE(z, t)).
+
+def _log_probs(logits: Tensor, labels: Tensor) -> Tensor:
+    return torch.log_softmax(logits, dim=1).gather(1, labels.unsqueeze(1)).squeeze(1)
+
+
+def _sign(targeted: bool) -> float:
+    return -1.0 if targeted else 1.0
+
+
+def ce_objective(logits, labels, targeted, adversarial=None, progress=0.0):
+    """Cross-entropy ``-log p_y`` (untargeted), ``log p_t`` (targeted)."""
+    return -_sign(targeted) * _log_probs(logits, labels)
+
+
+def dlr_objective(logits, labels, targeted, adversarial=None, progress=0.0):
+    """Minus the DLR constraint of seed 001 eq. 3 (Croce & Hein's DLR loss with its tolerance)."""
+    return -dlr_constraint(logits, labels, targeted)
+
+
+def segpgd_weights(adversarial: Tensor, progress: float) -> Tensor:
+    """SegPGD weights (seed 002): ``1 - λ_t`` on pixels not yet adversarial, ``λ_t`` on the
+    others, ``λ_t = t / (2T)``.  Targeted (our choice, documented in docs/attacks.md): the
+    same rule with "adversarial" = already on target, so early steps push the pixels that
+    are not there yet."""
+    lam = 0.5 * float(progress)
+    return torch.where(adversarial, lam, 1.0 - lam)
+
+
+def segpgd_objective(logits, labels, targeted, adversarial, progress):
+    """SegPGD loss (seed 002, eq. 5): CE re-weighted by :func:`segpgd_weights` (also SEA's
+    "balanced CE")."""
+    return segpgd_weights(adversarial, progress) * ce_objective(logits, labels, targeted)
+
+
+def cospgd_objective(logits, labels, targeted, adversarial=None, progress=0.0):
+    """CosPGD (Agnihotri et al. 2024): CE weighted per pixel by ``cos(softmax(z), onehot(y))
+    = p_y / ||p||_2`` (detached); targeted weight ``1 - cos``."""
+    with torch.no_grad():
+        probs = torch.softmax(logits, dim=1)
+        cos = probs.gather(1, labels.unsqueeze(1)).squeeze(1) / probs.norm(dim=1).clamp_min(1e-12)
+        weight = 1 - cos if targeted else cos
+    return weight * ce_objective(logits, labels, targeted)
+
+
+def masked_ce_objective(logits, labels, targeted, adversarial, progress=0.0):
+    """SEA's masked CE: CE on the pixels not yet adversarial only (``1[correct] CE``)."""
+    return (~adversarial) * ce_objective(logits, labels, targeted)
+
+
+def js_objective(logits, labels, targeted, adversarial=None, progress=0.0):
+    """Jensen–Shannon divergence between ``onehot(y)`` and ``softmax(z)`` in closed form
+    (seed 004): ``log 2 + (p_y log p_y - (1 + p_y) log(1 + p_y)) / 2``; NaN-free (log p_y
+    comes from log_softmax).  Targeted: minus the divergence to the target."""
+    log_p = _log_probs(logits, labels)
+    p = log_p.exp()
+    js = math.log(2.0) + 0.5 * (p * log_p - (1 + p) * torch.log1p(p))
+    return _sign(targeted) * js
+
+
+def spherical_objective(logits, labels, targeted, adversarial, progress=0.0):
+    """SEA's masked spherical loss: ``-1[correct] z_y / ||z||_2`` on the logits."""
+    z_label = logits.gather(1, labels.unsqueeze(1)).squeeze(1)
+    cosine = z_label / logits.norm(dim=1).clamp_min(1e-12)
+    return -_sign(targeted) * (~adversarial) * cosine
+
+
+def tsallis_q(progress: float, q_start: float = -2.0, q_end: float = 1.0) -> float:
+    """TsallisPGD's schedule (seed 003): q linear from ``q_start`` to ``q_end`` over a stage."""
+    return q_start + (q_end - q_start) * float(progress)
+
+
+def tsallis_objective(logits, labels, targeted, adversarial=None, progress=0.0):
+    """Tsallis loss (seed 003): ``(1 - p_y^(1-q)) / (1 - q)``, CE at ``q = 1``; its gradient
+    is CE's times ``p_y^(1-q)``.  ``q = tsallis_q(progress)``."""
+    q = tsallis_q(progress)
+    log_p = _log_probs(logits, labels)
+    a = 1.0 - q
+    loss = -log_p if abs(a) < 1e-6 else -torch.expm1(a * log_p) / a
+    return _sign(targeted) * loss
+
+
+#: name -> objective, for the attacks' ``loss`` parameter
+OBJECTIVES = {
+    "ce": ce_objective, "dlr": dlr_objective, "segpgd": segpgd_objective, "cospgd": cospgd_objective,
+    "masked_ce": masked_ce_objective, "js": js_objective, "spherical": spherical_objective,
+    "tsallis": tsallis_objective,
+}

@@ -363,3 +363,27 @@ def norm_summary(norms: Any, success: Any) -> dict[str, float]:
         "success_rate": float(np.mean(s)),
         "count": int(n.size),
     }
+
+
+def greedy_worst_case_miou(confusions: Any) -> tuple[Tensor, float]:
+    """Worst-case dataset mIoU over an ensemble, chosen greedily image by image (seed 004).
+
+    ``confusions`` is ``(A, N, K, K)``: for each of A attacks, each image's confusion matrix
+    (:func:`confusion_matrix` with ``per_image=True``).  Images are visited in order; each
+    takes the attack whose confusion, added to the running total, gives the lowest mIoU
+    (ties: the first attack).  Returns the chosen attack per image ``(N,)`` and the mIoU of
+    the summed choice.  Greedy, so an upper bound of the exact worst case.
+    """
+    c = as_tensor(confusions, "confusions")
+    if c.ndim != 4 or c.shape[-1] != c.shape[-2] or c.shape[0] < 1:
+        raise InputError(f"confusions must have shape (A, N, K, K), got {tuple(c.shape)}")
+    total = torch.zeros(c.shape[-2:], dtype=torch.float64)
+    choice = torch.zeros(c.shape[1], dtype=torch.long)
+    c = c.double().cpu()
+    for i in range(c.shape[1]):
+        candidates = total + c[:, i]
+        mious = torch.stack([torch.nanmean(iou_per_class(m)) for m in candidates])
+        mious = torch.where(torch.isnan(mious), torch.full_like(mious, float("inf")), mious)
+        choice[i] = int(torch.argmin(mious))
+        total = candidates[choice[i]]
+    return choice, float(mean_iou(total))

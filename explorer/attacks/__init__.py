@@ -18,9 +18,15 @@ from explorer.prox import prox_linf_box
 # Importing an attack module registers it.
 from explorer.attacks.alma_prox import alma_prox  # noqa: E402
 from explorer.attacks.dag import dag  # noqa: E402
+from explorer.attacks.fmn import fmn  # noqa: E402
+from explorer.attacks.pdpgd import pdpgd  # noqa: E402
+from explorer.attacks.bisection import ifgsm_bisection, mifgsm_bisection, pgd_bisection  # noqa: E402
+from explorer.attacks.fixed_budget import apgd, cospgd, pgd, segpgd, tsallis_pgd  # noqa: E402
+from explorer.attacks.sea import sea  # noqa: E402
 
 __all__ = [
     "ATTACKS", "ADV_THRESHOLD", "AttackResult", "AttackRun", "AttackSpec", "IterationRecord",
-    "ParamSpec", "PixelState", "STOP", "SegmentationTask", "alma_prox", "dag", "get_attack",
-    "prox_linf_box",
+    "ParamSpec", "PixelState", "STOP", "SegmentationTask", "alma_prox", "apgd", "cospgd", "dag", "fmn",
+    "get_attack", "ifgsm_bisection", "mifgsm_bisection", "pdpgd", "pgd", "pgd_bisection", "prox_linf_box",
+    "sea", "segpgd", "tsallis_pgd",
 ]

@@ -120,6 +120,8 @@ class AttackResult:
     adv_threshold: float
     params: Dict[str, Any] = field(default_factory=dict)
     trace: Optional[List[IterationRecord]] = None
+    #: an ensemble's member results by name (SEA), else None
+    members: Optional[Dict[str, "AttackResult"]] = None
 
     @property
     def linf_255(self) -> Tensor:
@@ -346,6 +348,28 @@ class AttackRun:
             self.current_adv[sel] = adv_images.detach()
         return is_adv
 
+    def track_highest_apsr(self, adv_images: Tensor, apsr: Tensor, linf: Tensor,
+                           index: Optional[Tensor] = None) -> Tensor:
+        """Fixed-budget rule: keep the iterate with the highest APSR (lowest accuracy on
+        ``M`` when untargeted); every iterate lies inside the budget, so the norm plays no part.
+        Returns the images' success flags (APSR >= ν)."""
+        is_adv = apsr >= self.adv_threshold
+        sel = slice(None) if index is None else index
+        best_apsr, best_linf = self.best_apsr[sel], self.best_linf[sel]
+        better = apsr > best_apsr
+        self.best_apsr[sel] = torch.where(better, apsr, best_apsr)
+        self.best_linf[sel] = torch.where(better, linf, best_linf)
+        self.best_adv[sel] = torch.where(better.view(-1, 1, 1, 1), adv_images.detach(), self.best_adv[sel])
+        self.found[sel] = self.found[sel] | is_adv
+        if self.current_adv is not None:
+            self.current_adv[sel] = adv_images.detach()
+        return is_adv
+
+    def add_counts(self, forwards: Tensor, backwards: Tensor) -> None:
+        """Add model calls spent by an inner attack (wrappers such as the bisection)."""
+        self.num_forwards += forwards.cpu()
+        self.num_backwards += backwards.cpu()
+
     # -- callback ----------------------------------------------------------------------
     @property
     def observed(self) -> bool:
@@ -404,6 +428,35 @@ class AttackRun:
 def per_image_view(values: Tensor, like: Tensor) -> Tensor:
     """Reshape (N,) per-image values to broadcast against ``like`` (N, ...)."""
     return values.view(-1, *([1] * (like.ndim - 1)))
+
+
+def project_linf(delta: Tensor, images: Tensor, eps: Tensor) -> Tensor:
+    """Projection onto the ℓ∞ ball of radius ``eps`` (per image, (N,)) intersected with the
+    box: ``clip(x + clip(δ, -ε, ε), 0, 1) - x``."""
+    radius = per_image_view(eps, delta)
+    return (images + torch.maximum(torch.minimum(delta, radius), -radius)).clamp(0, 1) - images
+
+
+def random_start(images: Tensor, eps: Tensor) -> Tensor:
+    """A uniform draw in the ℓ∞ ball ``U(-ε, ε)`` (torch's global generator), projected onto the box."""
+    noise = torch.rand_like(images)
+    return project_linf((2 * noise - 1) * per_image_view(eps, images), images, eps)
+
+
+def per_image_eps(eps, n: int, device: torch.device) -> Tensor:
+    """``eps`` (a number or an (N,) tensor) as an (N,) float tensor on ``device``."""
+    eps = torch.as_tensor(eps, dtype=torch.float32, device=device)
+    return eps.expand(n).clone() if eps.ndim == 0 else eps.to(device)
+
+
+def keep_better(best_adv: Tensor, best_score: Tensor, adv: Tensor, score: Tensor):
+    """Per-image merge of restarts: take ``adv`` where ``score > best_score``.
+
+    Batch-safe: images that did not improve keep their previous best.  Returns the new
+    ``(best_adv, best_score, improved)``."""
+    improved = score > best_score
+    return (torch.where(improved.view(-1, *([1] * (adv.ndim - 1))), adv, best_adv),
+            torch.where(improved, score, best_score), improved)
 
 
 def drop_largest(constraints: Tensor, masks: Tensor, counts: Sequence[int]) -> Tensor:

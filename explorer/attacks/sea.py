@@ -1,0 +1,78 @@
+"""SEA: the segmentation ensemble attack (seed 004).
+
+Four APGD runs with progressive radius reduction (2ε, 1.5ε, ε over 30/30/40 % of 300
+iterations each, :func:`explorer.attacks.fixed_budget.apgd_ascent`), one per loss: masked
+CE, balanced CE (the SegPGD weighting), the Jensen–Shannon divergence in closed form and
+the masked spherical loss (:data:`explorer.losses.OBJECTIVES`).  Per image the ensemble
+returns the member result with the highest APSR — untargeted, the lowest pixel accuracy on
+``M`` — so its accuracy is at most every member's.  The members' results are kept in
+``result.members``; :func:`explorer.metrics.greedy_worst_case_miou` picks, image by image,
+the member that lowers a dataset's mIoU most (seed 004's worst-case mIoU).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional
+
+import torch
+from torch import Tensor, nn
+
+from explorer.attacks.core import AttackResult, AttackRun, keep_better, linf_distance, per_image_eps
+from explorer.attacks.fixed_budget import EPS, RADIUS_STAGES, RANDOM_INIT, apgd_ascent, _steps
+from explorer.attacks.registry import register_attack
+from explorer.losses import OBJECTIVES
+
+#: SEA's members, in the order they run
+SEA_LOSSES = ("masked_ce", "segpgd", "js", "spherical")
+
+
+@register_attack(
+    "sea", title="SEA", kind="fixed-budget",
+    summary="ensemble of APGD with radius reduction on masked CE, balanced CE, JS and masked spherical losses",
+    reference="Croce, Singh & Hein, Towards Reliable Evaluation and Fast Training of Robust Semantic "
+              "Segmentation Models, ECCV 2024 (seed 004)",
+    params=(EPS, _steps(300), RANDOM_INIT))
+def sea(model: nn.Module, images: Tensor, labels: Tensor, *, targeted: bool = False,
+        masks: Optional[Tensor] = None, adv_threshold: float = 0.99, eps: float = 8 / 255,
+        num_steps: int = 300, random_init: bool = True,
+        callback: Optional[Callable[..., Any]] = None, record_maps: bool = False) -> AttackResult:
+    """SEA (module docstring).  ``num_steps`` iterations per member; records are numbered
+    across members (``4 × num_steps`` in all) with the member's name in ``extras["member"]``
+    (its index in :data:`SEA_LOSSES`)."""
+    params = dict(eps=eps, num_steps=num_steps, random_init=random_init)
+    members: Dict[str, AttackResult] = {}
+    stopped = False
+    offset = 0
+    best = None
+    for index, loss in enumerate(SEA_LOSSES):
+        def relay(record, _index=index):
+            record.attack = "sea"
+            record.iteration += offset
+            record.num_steps = len(SEA_LOSSES) * num_steps
+            record.extras["member"] = torch.full_like(record.apsr, float(_index))
+            return callback(record)
+
+        run = AttackRun(f"sea/{loss}", model, images, labels, masks, targeted, adv_threshold, num_steps,
+                        relay if callback is not None else None, record_maps, params=dict(params, loss=loss))
+        eps_t = per_image_eps(eps, len(run.images), run.images.device)
+        done = apgd_ascent(run, eps_t, num_steps, OBJECTIVES[loss], random_init, RADIUS_STAGES)
+        members[loss] = result = run.result()
+        offset += done
+        if best is None:
+            best = result
+            best_adv, best_apsr = result.adv_images, result.apsr.clone()
+            forwards, backwards, elapsed = result.num_forwards.clone(), result.num_backwards.clone(), 0.0
+        else:
+            best_adv, best_apsr, _ = keep_better(best_adv, best_apsr, result.adv_images, result.apsr)
+            forwards += result.num_forwards
+            backwards += result.num_backwards
+        elapsed += result.elapsed_s
+        if result.stopped:
+            stopped = True
+            break
+    return AttackResult(
+        attack="sea", adv_images=best_adv, linf=linf_distance(best_adv, run.images), apsr=best_apsr,
+        success=best_apsr >= adv_threshold, num_forwards=forwards, num_backwards=backwards,
+        iterations=offset, stopped=stopped, elapsed_s=elapsed, targeted=targeted,
+        adv_threshold=adv_threshold, params=params,
+        trace=[r for m in members.values() for r in (m.trace or [])] if callback is not None else None,
+        members=members)
