@@ -256,6 +256,12 @@ def on_attack_change(attack: str):
     return [gr.update(visible=(name == attack)) for name in ATTACKS]
 
 
+def default_steps(attack: str):
+    """The iteration slider follows the attack chosen by the user: its own default ``num_steps``."""
+    steps = get_attack(attack).defaults().get("num_steps")
+    return gr.update(value=steps, interactive=True) if steps is not None else gr.update(interactive=False)
+
+
 def apply_preset(attack: str, preset: Optional[str]):
     """Set an attack's widgets to one of its registry presets (others to the defaults)."""
     spec = get_attack(attack)
@@ -485,8 +491,8 @@ def build_demo() -> gr.Blocks:
                 target_upload = gr.Image(type="numpy", image_mode=None, sources=["upload"], height=110,
                                          label="target label map (class ids or palette colours)",
                                          elem_id="target-upload")
-                steps = gr.Slider(1, MAX_STEPS, value=DEFAULT_STEPS, step=1, label="iterations",
-                                  elem_id="steps")
+                steps = gr.Slider(1, MAX_STEPS, value=DEFAULT_STEPS, step=1, elem_id="steps",
+                                  label="iterations (the attack's num_steps; per bisection step for the 13×T attacks)")
                 with gr.Row():
                     seed = gr.Number(0, precision=0, minimum=0, label="seed", elem_id="seed")
                     nu = gr.Number(ADV_THRESHOLD.default, minimum=ADV_THRESHOLD.low, maximum=ADV_THRESHOLD.high,
@@ -571,6 +577,8 @@ def build_demo() -> gr.Blocks:
         for trigger in (sample.change, upload.change, target.change, target_upload.change):
             trigger(preview, scene_inputs, preview_outputs, api_visibility="private")
         attack.change(on_attack_change, attack, groups, api_visibility="private")
+        # .input fires on the user's choice only, so a loaded run file keeps its own budget
+        attack.input(default_steps, attack, steps, api_visibility="private")
         run_button.click(stream, set(run_inputs), outputs, concurrency_id="attack", api_name="run",
                          show_progress="hidden")
         stop_button.click(stop_run, None, status, queue=False, api_name="stop")

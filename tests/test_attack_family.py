@@ -86,6 +86,36 @@ def test_every_attack_stops_when_asked_and_returns_a_valid_result(name):
     assert torch.allclose(result.linf, (result.adv_images - images).flatten(1).abs().amax(1))
 
 
+@pytest.mark.parametrize("name", FIXED_BUDGET)
+def test_fixed_budget_attacks_return_their_best_iterate_inside_the_ball(name):
+    """The returned APSR is the highest recorded at radius ε (projection rounding included)."""
+    model, images, labels, optimum = problem(False, seed=4)
+    eps = float(optimum.min()) * 0.7
+    records = []
+    result = ATTACKS[name](model, images, labels, eps=eps, callback=records.append,
+                           **({"num_steps": 30} if name in ("tsallis_pgd", "sea") else {}))
+    inside = [r for r in records if (r.linf <= eps + 1e-6).all()]
+    assert inside
+    best_recorded = torch.stack([r.apsr for r in inside]).amax(0)
+    assert (result.apsr >= best_recorded - 1e-6).all() and (result.apsr > 0).all()
+    assert (result.linf <= eps + 1e-6).all()
+
+
+def test_pgd_on_a_shipped_model_keeps_its_best_iterate_at_small_eps():
+    """Regression: at ε = 2/255 the projected norm exceeds ε by float32 rounding; those
+    iterates are inside the budget and must count."""
+    from explorer.models import load_model
+    from explorer.samples import load_sample
+
+    model = load_model("objects-fpn-mobilenet", "cpu")
+    image, labels, _ = load_sample("objects-000")
+    records = []
+    result = ATTACKS["pgd"](model, image[None], labels[None], eps=2 / 255, num_steps=6, step_ratio=0.25,
+                            callback=records.append)
+    best_recorded = max(float(r.apsr[0]) for r in records)
+    assert float(result.apsr[0]) >= best_recorded - 1e-6 and best_recorded > float(records[0].apsr[0])
+
+
 # ----------------------------------------------------------------------------- objectives
 
 def _logits_labels(seed=0, n=2, k=5, size=4):

@@ -1,0 +1,192 @@
+"""Our Table 1 on the sample images: every minimal-norm attack, and the fixed-budget attacks
+as accuracy and mIoU against ε.
+
+    python -m explorer.attack_tables --model street-fpn-mobilenet --out docs/attack_tables.md
+    python -m explorer.attack_tables --model objects-fpn-mobilenet --quick   # small budgets
+
+* **Minimal-norm** (seed 001 Table 1): median and mean ℓ∞ × 255 of each attack's returned
+  perturbation, a failed image (APSR < ν) counted as 255 (:func:`explorer.metrics.norm_summary`),
+  success rate, forwards/backwards per image and time, untargeted and targeted (the
+  background target for models with a background class, the smoothed majority layout for
+  street models).  Each attack at its paper budget (``--quick``: about a fifth).
+* **Fixed-budget**: pixel accuracy and dataset mIoU of the returned images at each ε, and
+  for SEA the greedy worst-case mIoU over its members (seed 004).
+
+Functions :func:`minimal_norm_rows` and :func:`fixed_budget_rows` return plain dicts, so the
+benchmark, the notebooks and the tests use the same numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import torch
+
+from explorer.attacks import ATTACKS
+from explorer.metrics import (confusion_matrix, greedy_worst_case_miou, mean_iou, norm_summary,
+                              pixel_accuracy)
+
+#: minimal-norm rows of seed 001's Table 1: (row title, attack, parameters)
+TABLE1_ROWS = (
+    ("I-FGSM 13×20", "ifgsm_bisection", {}),
+    ("MI-FGSM 13×20", "mifgsm_bisection", {}),
+    ("PGD CE 13×40", "pgd_bisection", {"loss": "ce"}),
+    ("PGD CE 13×4×10", "pgd_bisection", {"loss": "ce", "num_steps": 10, "restarts": 4, "step_ratio": 0.25}),
+    ("PGD DLR 13×40", "pgd_bisection", {"loss": "dlr"}),
+    ("PGD DLR 13×4×10", "pgd_bisection", {"loss": "dlr", "num_steps": 10, "restarts": 4, "step_ratio": 0.25}),
+    ("DAG η = 0.003", "dag", {"step_size": 0.003}),
+    ("DAG η = 0.001", "dag", {"step_size": 0.001}),
+    ("FMN ℓ∞", "fmn", {}),
+    ("PDPGD ℓ∞", "pdpgd", {}),
+    ("ALMA prox", "alma_prox", {}),
+)
+FIXED_BUDGET_ATTACKS = ("pgd", "segpgd", "cospgd", "tsallis_pgd", "sea")
+
+
+def quick_params(attack: str, params: Mapping[str, object], fraction: float) -> Dict[str, object]:
+    """Scale an attack's iteration budget by ``fraction`` (at least 2 iterations)."""
+    out = dict(params)
+    spec = ATTACKS[attack]
+    if "num_steps" in spec.defaults():
+        steps = int(out.get("num_steps", spec.defaults()["num_steps"]))
+        out["num_steps"] = max(2, int(round(steps * fraction)))
+    return out
+
+
+def run_batched(attack: str, model, images, labels, targeted: bool, batch_size: int, **params):
+    """Run an attack over the images in batches; return (adv_images, linf, apsr, success, fwd, bwd, seconds)."""
+    outs = []
+    start = time.perf_counter()
+    for i in range(0, len(images), batch_size):
+        outs.append(ATTACKS[attack](model, images[i:i + batch_size], labels[i:i + batch_size], targeted=targeted,
+                                    **params))
+    seconds = time.perf_counter() - start
+    cat = lambda name: torch.cat([getattr(o, name).cpu() for o in outs])  # noqa: E731
+    members = None
+    if outs[0].members is not None:
+        members = {k: torch.cat([o.members[k].adv_images.cpu() for o in outs]) for k in outs[0].members}
+    return dict(adv=cat("adv_images"), linf=cat("linf"), apsr=cat("apsr"), success=cat("success"),
+                forwards=cat("num_forwards").float().mean().item(), backwards=cat("num_backwards").float().mean().item(),
+                seconds=seconds, members=members)
+
+
+def minimal_norm_rows(model, images, labels, targeted: bool, rows=TABLE1_ROWS, batch_size: int = 8,
+                      fraction: float = 1.0) -> List[Dict[str, object]]:
+    """One dict per Table-1 row: title, attack, median/mean ℓ∞ × 255, success rate, calls, seconds."""
+    out = []
+    for title, attack, params in rows:
+        params = quick_params(attack, params, fraction) if fraction != 1.0 else dict(params)
+        r = run_batched(attack, model, images, labels, targeted, batch_size, **params)
+        summary = norm_summary(r["linf"], r["success"])
+        out.append({"row": title, "attack": attack, "params": params, "median_255": summary["median_255"],
+                    "mean_255": summary["mean_255"], "success_rate": summary["success_rate"],
+                    "forwards": r["forwards"], "backwards": r["backwards"], "seconds": r["seconds"]})
+    return out
+
+
+def fixed_budget_rows(model, images, labels, eps_values: Sequence[float], attacks=FIXED_BUDGET_ATTACKS,
+                      batch_size: int = 8, fraction: float = 1.0) -> List[Dict[str, object]]:
+    """Pixel accuracy and dataset mIoU (against ``labels``) of each attack's images at each ε."""
+    k = model.num_classes
+    rows = []
+    with torch.no_grad():
+        clean = torch.cat([model(images[i:i + batch_size]).argmax(1).cpu() for i in range(0, len(images), batch_size)])
+    rows.append({"attack": "clean", "eps_255": 0.0, "accuracy": _accuracy(clean, labels, k),
+                 "miou": float(mean_iou(confusion_matrix(clean, labels, k))), "seconds": 0.0})
+    for eps in eps_values:
+        for attack in attacks:
+            params = quick_params(attack, {}, fraction) if fraction != 1.0 else {}
+            r = run_batched(attack, model, images, labels, False, batch_size, eps=eps, **params)
+            prediction = _predict(model, r["adv"], batch_size)
+            row = {"attack": attack, "eps_255": eps * 255, "accuracy": _accuracy(prediction, labels, k),
+                   "miou": float(mean_iou(confusion_matrix(prediction, labels, k))), "seconds": r["seconds"]}
+            if r["members"] is not None:
+                member_predictions = {name: _predict(model, adv, batch_size) for name, adv in r["members"].items()}
+                row["member_accuracy"] = {name: _accuracy(p, labels, k) for name, p in member_predictions.items()}
+                confusions = torch.stack([confusion_matrix(p, labels, k, per_image=True)
+                                          for p in member_predictions.values()])
+                row["worst_case_miou"] = greedy_worst_case_miou(confusions)[1]
+            rows.append(row)
+    return rows
+
+
+def _predict(model, images, batch_size):
+    with torch.no_grad():
+        return torch.cat([model(images[i:i + batch_size]).argmax(1).cpu() for i in range(0, len(images), batch_size)])
+
+
+def _accuracy(prediction, labels, k) -> float:
+    """Dataset pixel accuracy: correct labelled pixels over labelled pixels."""
+    labelled = labels < k
+    return float(((prediction == labels) & labelled).sum() / labelled.sum().clamp_min(1))
+
+
+def to_markdown(minimal: Dict[str, List[Dict[str, object]]], fixed: List[Dict[str, object]]) -> str:
+    """Both tables as Markdown."""
+    modes = list(minimal)
+    header = "| attack | " + " | ".join(f"{m} median | {m} mean | {m} success" for m in modes) + " | fwd/bwd per image |"
+    lines = [header, "|---|" + "---|" * (3 * len(modes)) + "---|"]
+    for i, row in enumerate(minimal[modes[0]]):
+        cells = []
+        for m in modes:
+            r = minimal[m][i]
+            cells += [f"{r['median_255']:.2f}", f"{r['mean_255']:.2f}", f"{r['success_rate']:.0%}"]
+        lines.append(f"| {row['row']} | " + " | ".join(cells) + f" | {row['forwards']:.0f}/{row['backwards']:.0f} |")
+    out = "\n".join(lines)
+    if fixed:
+        out += "\n\n| attack | ε × 255 | pixel accuracy | mIoU | worst-case mIoU (SEA, greedy) | seconds |\n|---|---|---|---|---|---|\n"
+        out += "\n".join(f"| {r['attack']} | {r['eps_255']:.1f} | {r['accuracy']:.3f} | {r['miou']:.3f} | "
+                         f"{r['worst_case_miou']:.3f} | {r['seconds']:.0f} |" if "worst_case_miou" in r else
+                         f"| {r['attack']} | {r['eps_255']:.1f} | {r['accuracy']:.3f} | {r['miou']:.3f} | | "
+                         f"{r['seconds']:.0f} |" for r in fixed)
+    return out + "\n"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    from explorer.live import MAJORITY_TARGET_PNG, target_choices
+    from explorer.models import load_model
+    from explorer.samples import list_samples, load_sample, read_label_png
+    from explorer.targets import background_target, resize_label_map
+
+    parser = argparse.ArgumentParser(description="Table 1 (minimal-norm) and fixed-budget tables on the samples.")
+    parser.add_argument("--model", default="street-fpn-mobilenet")
+    parser.add_argument("--samples", type=int, default=8, help="how many sample images of the model's world")
+    parser.add_argument("--quick", action="store_true", help="about a fifth of each budget")
+    parser.add_argument("--eps", type=float, nargs="*", default=[0.25, 0.5, 1.0], help="fixed-budget ε × 255")
+    parser.add_argument("--skip-fixed", action="store_true")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=None, help="write the Markdown tables here")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load_model(args.model)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    world = "street" if model.dataset.name == "cityscapes" else "objects"
+    names = list_samples(world)[: args.samples]
+    images = torch.stack([load_sample(n)[0] for n in names]).to(next(model.parameters()).device)
+    labels = torch.stack([load_sample(n)[1] for n in names]).to(images.device)
+    fraction = 0.2 if args.quick else 1.0
+    targets = {"untargeted": labels}
+    if "background" in target_choices(model.dataset):
+        targets["targeted (background)"] = background_target(labels, model.dataset.background_class,
+                                                             num_classes=model.num_classes)
+    else:
+        layout = resize_label_map(read_label_png(MAJORITY_TARGET_PNG), labels.shape[-2:])
+        targets["targeted (majority layout)"] = layout.expand_as(labels).to(images.device)
+    minimal = {}
+    for mode, y in targets.items():
+        minimal[mode] = minimal_norm_rows(model, images, y, mode != "untargeted", fraction=fraction)
+        print(to_markdown({mode: minimal[mode]}, []))
+    fixed = [] if args.skip_fixed else fixed_budget_rows(model, images, labels, [e / 255 for e in args.eps],
+                                                         fraction=fraction)
+    text = to_markdown(minimal, fixed)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
