@@ -17,7 +17,7 @@ is convex (Proposition 1), so a ternary search finds ``beta*`` (Algorithm 1).
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
@@ -35,7 +35,8 @@ def ternary_search_steps(upper_bound: float, tolerance: float, section: float = 
 
 
 def prox_linf_box(delta: Tensor, lam: Tensor, lower: Tensor, upper: Tensor,
-                  metric: Optional[Tensor] = None, tolerance: float = 1e-6) -> Tensor:
+                  metric: Optional[Tensor] = None, tolerance: float = 1e-6,
+                  on_step: Optional[Callable[[int, Tensor, Tensor], None]] = None) -> Tensor:
     """Proximity operator of ``lam * ||.||_inf + indicator([lower, upper])`` in the metric ``metric``.
 
     Seed 001, Algorithm 1 (ternary search on the bound ``beta``), batched over images.
@@ -52,6 +53,10 @@ def prox_linf_box(delta: Tensor, lam: Tensor, lower: Tensor, upper: Tensor,
         Positive diagonal of the metric ``H`` (eq. 16-18).  ``None`` is the Euclidean metric.
     tolerance : float
         Absolute precision on ``beta*`` (and hence on every coordinate of the result).
+
+    on_step : callable, optional
+        ``on_step(step, low, high)`` after every ternary-search step with the (N,) bracket of
+        ``beta*`` (for teaching and tests; it costs nothing when not given).
 
     Returns
     -------
@@ -85,7 +90,9 @@ def prox_linf_box(delta: Tensor, lam: Tensor, lower: Tensor, upper: Tensor,
     high = magnitude.amax(dim=1)  # Proposition 1: beta* <= ||P_Lambda(delta)||_inf
     low = torch.zeros_like(high)
     steps = ternary_search_steps(float(high.max()) if n else 0.0, tolerance)
-    for _ in range(steps):
+    if on_step is not None:
+        on_step(0, low, high)
+    for step in range(steps):
         third = (high - low) / 3
         beta_low = low + third
         beta_high = high - third
@@ -99,6 +106,8 @@ def prox_linf_box(delta: Tensor, lam: Tensor, lower: Tensor, upper: Tensor,
         move_low = twice_gap <= 0  # f(beta_low) >= f(beta_high): the minimum is right of beta_low
         low = torch.where(move_low, beta_low, low)
         high = torch.where(move_low, high, beta_high)
+        if on_step is not None:
+            on_step(step + 1, low, high)
     beta = ((low + high) / 2).unsqueeze(1)
     return (sign * torch.minimum(magnitude, beta)).reshape(shape)
 

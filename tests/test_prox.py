@@ -89,3 +89,20 @@ def test_ternary_step_count():
     # (2/3)^n <= 1e-6 / 1  ->  n = ceil(log(1e-6)/log(2/3)) = 35
     assert ternary_search_steps(1.0, 1e-6) == 35
     assert ternary_search_steps(1e-7, 1e-6) == 0
+
+
+def test_on_step_reports_a_shrinking_bracket_around_the_answer():
+    import torch
+    from explorer.prox import prox_linf_box, ternary_search_steps
+    g = torch.Generator().manual_seed(3)
+    delta = torch.randn(2, 50, generator=g) * 0.1
+    brackets = []
+    result = prox_linf_box(delta, torch.tensor([0.05, 0.2]), -torch.ones(1), torch.ones(1), tolerance=1e-6,
+                           on_step=lambda step, low, high: brackets.append((step, low.clone(), high.clone())))
+    assert [b[0] for b in brackets] == list(range(len(brackets)))
+    assert len(brackets) == ternary_search_steps(float(delta.abs().max()), 1e-6) + 1
+    widths = torch.stack([high - low for _, low, high in brackets])
+    assert (widths[1:] <= widths[:-1] * (2 / 3) + 1e-7).all()
+    beta = result.abs().amax(1)
+    _, low, high = brackets[-1]
+    assert ((beta >= low - 1e-6) & (beta <= high + 1e-6)).all()
