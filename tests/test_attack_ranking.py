@@ -7,16 +7,17 @@ from explorer.metrics import norm_summary
 from explorer.models import load_model
 from explorer.samples import load_sample
 
-BUDGET = 100
+#: the paper's budget: ALMA prox's lead needs it (at 100 iterations FMN can still be ahead)
+BUDGET = 500
 #: every minimal-norm attack at (about) the same number of forward+backward passes per image
 EQUAL_BUDGETS = {
     "alma_prox": {"num_steps": BUDGET},
     "dag": {"num_steps": BUDGET},
     "fmn": {"num_steps": BUDGET},
     "pdpgd": {"num_steps": BUDGET},
-    "ifgsm_bisection": {"num_steps": 8},        # 13 × 8 = 104
-    "mifgsm_bisection": {"num_steps": 8},
-    "pgd_bisection": {"num_steps": 8, "step_ratio": 0.3},
+    "ifgsm_bisection": {"num_steps": 38},        # 13 × 38 = 494
+    "mifgsm_bisection": {"num_steps": 38},
+    "pgd_bisection": {"num_steps": 38, "step_ratio": 2.5 / 38},
 }
 
 
@@ -24,7 +25,7 @@ EQUAL_BUDGETS = {
 def street_crops():
     model = load_model("street-fpn-mobilenet", "cpu")
     samples = [load_sample(f"street-00{i}") for i in (1, 4)]
-    images = torch.stack([s[0][:, 32:96, 64:192] for s in samples])
+    images = torch.stack([s[0][:, 48:80, 96:160] for s in samples])  # 32 × 64 crops keep the test short
     # a crop loses context, so it is attacked against its own clean prediction (as an upload is)
     with torch.no_grad():
         labels = model(images).argmax(1)
