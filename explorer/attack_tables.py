@@ -156,6 +156,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--quick", action="store_true", help="about a fifth of each budget")
     parser.add_argument("--eps", type=float, nargs="*", default=[0.25, 0.5, 1.0], help="fixed-budget ε × 255")
     parser.add_argument("--skip-fixed", action="store_true")
+    parser.add_argument("--skip-minimal", action="store_true")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None, help="write the Markdown tables here")
     args = parser.parse_args(argv)
@@ -177,12 +178,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         layout = resize_label_map(read_label_png(MAJORITY_TARGET_PNG), labels.shape[-2:])
         targets["targeted (majority layout)"] = layout.expand_as(labels).to(images.device)
     minimal = {}
-    for mode, y in targets.items():
+    for mode, y in ({} if args.skip_minimal else targets).items():
         minimal[mode] = minimal_norm_rows(model, images, y, mode != "untargeted", fraction=fraction)
         print(to_markdown({mode: minimal[mode]}, []))
     fixed = [] if args.skip_fixed else fixed_budget_rows(model, images, labels, [e / 255 for e in args.eps],
                                                          fraction=fraction)
-    text = to_markdown(minimal, fixed)
+    text = to_markdown(minimal, fixed) if minimal else to_markdown({"-": []}, fixed).split("\n\n", 1)[-1]
     print(text)
     if args.out:
         args.out.write_text(text)
