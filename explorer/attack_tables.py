@@ -91,22 +91,21 @@ def fixed_budget_rows(model, images, labels, eps_values: Sequence[float], attack
     """Pixel accuracy and dataset mIoU (against ``labels``) of each attack's images at each ε."""
     k = model.num_classes
     rows = []
-    with torch.no_grad():
-        clean = torch.cat([model(images[i:i + batch_size]).argmax(1).cpu() for i in range(0, len(images), batch_size)])
-    rows.append({"attack": "clean", "eps_255": 0.0, "accuracy": _accuracy(clean, labels, k),
-                 "miou": float(mean_iou(confusion_matrix(clean, labels, k))), "seconds": 0.0})
+    clean = _predict(model, images, batch_size)
+    rows.append({"attack": "clean", "eps_255": 0.0, **_accuracy_and_miou(clean, labels, k), "seconds": 0.0})
     for eps in eps_values:
         for attack in attacks:
             params = quick_params(attack, {}, fraction) if fraction != 1.0 else {}
             r = run_batched(attack, model, images, labels, False, batch_size, eps=eps, **params)
             prediction = _predict(model, r["adv"], batch_size)
-            row = {"attack": attack, "eps_255": eps * 255, "accuracy": _accuracy(prediction, labels, k),
-                   "miou": float(mean_iou(confusion_matrix(prediction, labels, k))), "seconds": r["seconds"]}
+            row = {"attack": attack, "eps_255": eps * 255, **_accuracy_and_miou(prediction, labels, k),
+                   "seconds": r["seconds"]}
             if r["members"] is not None:
                 member_predictions = {name: _predict(model, adv, batch_size) for name, adv in r["members"].items()}
-                row["member_accuracy"] = {name: _accuracy(p, labels, k) for name, p in member_predictions.items()}
                 confusions = torch.stack([confusion_matrix(p, labels, k, per_image=True)
                                           for p in member_predictions.values()])
+                row["member_accuracy"] = {name: _accuracy(c.sum(0)) for name, c in
+                                          zip(member_predictions, confusions)}
                 row["worst_case_miou"] = greedy_worst_case_miou(confusions)[1]
             rows.append(row)
     return rows
@@ -117,14 +116,18 @@ def _predict(model, images, batch_size):
         return torch.cat([model(images[i:i + batch_size]).argmax(1).cpu() for i in range(0, len(images), batch_size)])
 
 
-def _accuracy(prediction, labels, k) -> float:
-    """Dataset pixel accuracy: correct labelled pixels over labelled pixels."""
-    labelled = labels < k
-    return float(((prediction == labels) & labelled).sum() / labelled.sum().clamp_min(1))
+def _accuracy(confusion) -> float:
+    """Dataset pixel accuracy from a confusion matrix: correct labelled pixels over labelled pixels."""
+    return float(confusion.diag().sum() / confusion.sum().clamp_min(1))
 
 
-def to_markdown(minimal: Dict[str, List[Dict[str, object]]], fixed: List[Dict[str, object]]) -> str:
-    """Both tables as Markdown."""
+def _accuracy_and_miou(prediction, labels, k) -> Dict[str, float]:
+    confusion = confusion_matrix(prediction, labels, k)
+    return {"accuracy": _accuracy(confusion), "miou": float(mean_iou(confusion))}
+
+
+def minimal_norm_markdown(minimal: Dict[str, List[Dict[str, object]]]) -> str:
+    """The Table-1 rows of each mode (``{mode: rows}``) side by side, as Markdown."""
     modes = list(minimal)
     header = "| attack | " + " | ".join(f"{m} median | {m} mean | {m} success" for m in modes) + " | fwd/bwd per image |"
     lines = [header, "|---|" + "---|" * (3 * len(modes)) + "---|"]
@@ -134,14 +137,18 @@ def to_markdown(minimal: Dict[str, List[Dict[str, object]]], fixed: List[Dict[st
             r = minimal[m][i]
             cells += [f"{r['median_255']:.2f}", f"{r['mean_255']:.2f}", f"{r['success_rate']:.0%}"]
         lines.append(f"| {row['row']} | " + " | ".join(cells) + f" | {row['forwards']:.0f}/{row['backwards']:.0f} |")
-    out = "\n".join(lines)
-    if fixed:
-        out += "\n\n| attack | ε × 255 | pixel accuracy | mIoU | worst-case mIoU (SEA, greedy) | seconds |\n|---|---|---|---|---|---|\n"
-        out += "\n".join(f"| {r['attack']} | {r['eps_255']:.1f} | {r['accuracy']:.3f} | {r['miou']:.3f} | "
-                         f"{r['worst_case_miou']:.3f} | {r['seconds']:.0f} |" if "worst_case_miou" in r else
-                         f"| {r['attack']} | {r['eps_255']:.1f} | {r['accuracy']:.3f} | {r['miou']:.3f} | | "
-                         f"{r['seconds']:.0f} |" for r in fixed)
-    return out + "\n"
+    return "\n".join(lines) + "\n"
+
+
+def fixed_budget_markdown(fixed: List[Dict[str, object]]) -> str:
+    """The fixed-budget rows as Markdown."""
+    lines = ["| attack | ε × 255 | pixel accuracy | mIoU | worst-case mIoU (SEA, greedy) | seconds |",
+             "|---|---|---|---|---|---|"]
+    for r in fixed:
+        worst = f"{r['worst_case_miou']:.3f}" if "worst_case_miou" in r else ""
+        lines.append(f"| {r['attack']} | {r['eps_255']:.1f} | {r['accuracy']:.3f} | {r['miou']:.3f} | {worst} | "
+                     f"{r['seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -180,10 +187,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     minimal = {}
     for mode, y in ({} if args.skip_minimal else targets).items():
         minimal[mode] = minimal_norm_rows(model, images, y, mode != "untargeted", fraction=fraction)
-        print(to_markdown({mode: minimal[mode]}, []))
+        print(minimal_norm_markdown({mode: minimal[mode]}))
     fixed = [] if args.skip_fixed else fixed_budget_rows(model, images, labels, [e / 255 for e in args.eps],
                                                          fraction=fraction)
-    text = to_markdown(minimal, fixed) if minimal else to_markdown({"-": []}, fixed).split("\n\n", 1)[-1]
+    text = "\n".join(part for part in (minimal_norm_markdown(minimal) if minimal else "",
+                                        fixed_budget_markdown(fixed) if fixed else "") if part)
     print(text)
     if args.out:
         args.out.write_text(text)

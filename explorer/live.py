@@ -32,7 +32,7 @@ from explorer.attacks import get_attack
 from explorer.attacks.core import AttackResult, IterationRecord
 from explorer.datasets import IGNORE_INDEX, DatasetInfo
 from explorer.errors import InputError
-from explorer.metrics import confusion_matrix, mean_iou, pixel_accuracy
+from explorer.metrics import apsr, confusion_matrix, mean_iou, pixel_accuracy
 from explorer.models import get_model_entry, load_model
 from explorer.samples import SAMPLES_DIR, load_sample, read_label_png
 from explorer.targets import background_target, custom_target, resize_label_map
@@ -442,18 +442,15 @@ def friendly_error(error: BaseException) -> BaseException:
 # --------------------------------------------------------------------------- after the run
 
 @torch.no_grad()
-def run_metrics(scene: Scene, result: AttackResult) -> Dict[str, Any]:
-    """The after-run numbers, by name (see the module docstring)."""
+def run_metrics(scene: Scene, result: AttackResult, adv_prediction: Optional[Tensor] = None) -> Dict[str, Any]:
+    """The after-run numbers, by name (see the module docstring).  ``adv_prediction`` — the
+    model's argmax on the returned image — is computed here unless the caller has it."""
     model, k = scene.model, scene.dataset.num_classes
     adv = result.adv_images[:1]
-    adv_prediction = model(adv).argmax(1)
-    adv_8bit = (adv * 255).round() / 255
-    prediction_8bit = model(adv_8bit).argmax(1)
-    labels = scene.attack_labels
-    labelled = labels < k
-    hit = prediction_8bit == labels
-    success_pixels = (hit if scene.targeted else ~hit) & labelled
-    apsr_8bit = float(success_pixels.sum() / labelled.sum().clamp_min(1))
+    if adv_prediction is None:
+        adv_prediction = model(adv).argmax(1)
+    prediction_8bit = model((adv * 255).round() / 255).argmax(1)
+    apsr_8bit = float(apsr(prediction_8bit, scene.attack_labels, k, targeted=scene.targeted)[0])
     reference = scene.reference
 
     def miou(pred):

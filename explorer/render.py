@@ -10,7 +10,7 @@ matplotlib and PIL take directly.
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -175,7 +175,3 @@ def empty_figure(title: str, y_title: str):
     """An empty plot with axes, shown before the first run."""
     return _layout(_figure(), title, y_title)
 
-
-def overlay_series(traces: Iterable[Tuple[str, Mapping[str, Sequence[float]]]]) -> Dict[str, Mapping]:
-    """Dict of run name -> series, keeping order (helper for compare plots)."""
-    return {name: series for name, series in traces}

@@ -32,13 +32,15 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import gradio as gr
 import numpy as np
 import pandas as pd
+import torch
 
 from explorer import render
 from explorer.attacks import ATTACKS, get_attack
+from explorer.attacks.core import SegmentationTask
 from explorer.attacks.registry import ADV_THRESHOLD, ParamSpec
 from explorer.errors import InputError
 from explorer.exports import RunSpec, image_digest, write_downloads
-from explorer.live import (TARGETS, LiveAttack, Scene, Snapshot, prepare_scene, run_metrics,
+from explorer.live import (TARGETS, Frame, LiveAttack, Scene, Snapshot, prepare_scene, run_metrics,
                            target_choices)
 from explorer.models import MODELS, available_models, get_model_entry
 from explorer.samples import list_samples
@@ -304,7 +306,9 @@ def run_attack(model_name, sample, upload, attack, target, target_upload, steps,
 def finish_run(run: LiveAttack, scene: Scene, model_name: str, sample, upload, request) -> Dict[str, Any]:
     """After the stream: metrics, downloads, replay slider, and the returned (best) iterate's views."""
     result = run.result
-    metrics = run_metrics(scene, result)
+    with torch.no_grad():
+        adv_prediction = scene.model(result.adv_images[:1]).argmax(1)
+    metrics = run_metrics(scene, result, adv_prediction)
     image_name = sample if upload is None else f"upload:{image_digest(np.asarray(upload))}"
     spec = RunSpec(model=model_name, image=image_name, attack=run.spec.name, target=scene.target,
                    params=dict(run.params), seed=run.seed, adv_threshold=run.adv_threshold)
@@ -321,11 +325,11 @@ def finish_run(run: LiveAttack, scene: Scene, model_name: str, sample, upload, r
               f"{result.elapsed_s:.1f} s · returned iterate: APSR {float(result.apsr[0]):.3f}, {best}. "
               f"Replay any recorded iteration with the slider (every {run.stride}).")
     # the views show the returned iterate (best by the minimal-norm rule), not the last one
-    best_frame = best_iterate_frame(run, scene)
-    views = views_of_frame(scene, best_frame)
+    views = views_of_frame(scene, best_iterate_frame(run, scene, adv_prediction))
+    apsr_plot, linf_plot = curves(run, snap)
     return {"status": status, "adv_prediction": views["prediction"], "perturbation": views["perturbation"][0],
             "adversarial": views["adversarial"], "mask": views["mask"],
-            "apsr_plot": curves(run, snap)[0], "linf_plot": curves(run, snap)[1],
+            "apsr_plot": apsr_plot, "linf_plot": linf_plot,
             "replay": gr.update(minimum=0, maximum=max(len(frames) - 1, 0), value=max(len(frames) - 1, 0),
                                 step=1, visible=len(frames) > 1,
                                 label=f"replay: recorded frame (of {len(frames)}, every {run.stride} iterations)"),
@@ -334,23 +338,15 @@ def finish_run(run: LiveAttack, scene: Scene, model_name: str, sample, upload, r
             "state": run}
 
 
-def best_iterate_frame(run: LiveAttack, scene: Scene):
-    """A :class:`~explorer.live.Frame` of the attack's returned iterate."""
-    import torch
-
-    from explorer.attacks.core import SegmentationTask
-    from explorer.live import Frame
-
+def best_iterate_frame(run: LiveAttack, scene: Scene, prediction) -> Frame:
+    """A :class:`~explorer.live.Frame` of the attack's returned iterate, whose prediction is given."""
     result = run.result
-    adv = result.adv_images[:1]
-    with torch.no_grad():
-        prediction = scene.model(adv).argmax(1)
     task = SegmentationTask(scene.attack_labels, None, scene.dataset.num_classes, scene.targeted,
                             run.adv_threshold)
     states = task.pixel_states(task.pixel_success(prediction))
     return Frame(iteration=result.iterations - 1, apsr=float(result.apsr[0]), linf=float(result.linf[0]),
                  prediction=prediction[0].cpu().numpy().astype(np.int16), mask=states[0].cpu().numpy(),
-                 perturbation=(adv[0] - scene.image[0]).cpu().numpy().astype(np.float16))
+                 perturbation=(result.adv_images[0] - scene.image[0]).cpu().numpy().astype(np.float16))
 
 
 def stop_run(request: gr.Request = None) -> str:

@@ -88,11 +88,6 @@ def report(run: AttackRun, iteration: int, ev: Evaluation, step_size: Tensor, ex
                       prediction=lambda: ev.prediction)
 
 
-def check_eps(eps: Tensor) -> None:
-    if not torch.isfinite(eps).all() or (eps < 0).any():
-        raise ValueError("eps must be finite and >= 0")
-
-
 # --------------------------------------------------------------------------- sign-gradient PGD
 
 def sign_gradient_ascent(run: AttackRun, eps: Tensor, num_steps: int, step_ratio: float,

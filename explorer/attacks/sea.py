@@ -40,9 +40,7 @@ def sea(model: nn.Module, images: Tensor, labels: Tensor, *, targeted: bool = Fa
     (its index in :data:`SEA_LOSSES`)."""
     params = dict(eps=eps, num_steps=num_steps, random_init=random_init)
     members: Dict[str, AttackResult] = {}
-    stopped = False
     offset = 0
-    best = None
     for index, loss in enumerate(SEA_LOSSES):
         def relay(record, _index=index):
             record.attack = "sea"
@@ -54,25 +52,20 @@ def sea(model: nn.Module, images: Tensor, labels: Tensor, *, targeted: bool = Fa
         run = AttackRun(f"sea/{loss}", model, images, labels, masks, targeted, adv_threshold, num_steps,
                         relay if callback is not None else None, record_maps, params=dict(params, loss=loss))
         eps_t = per_image_eps(eps, len(run.images), run.images.device)
-        done = apgd_ascent(run, eps_t, num_steps, OBJECTIVES[loss], random_init, RADIUS_STAGES)
-        members[loss] = result = run.result()
-        offset += done
-        if best is None:
-            best = result
-            best_adv, best_apsr = result.adv_images, result.apsr.clone()
-            forwards, backwards, elapsed = result.num_forwards.clone(), result.num_backwards.clone(), 0.0
-        else:
-            best_adv, best_apsr, _ = keep_better(best_adv, best_apsr, result.adv_images, result.apsr)
-            forwards += result.num_forwards
-            backwards += result.num_backwards
-        elapsed += result.elapsed_s
-        if result.stopped:
-            stopped = True
+        offset += apgd_ascent(run, eps_t, num_steps, OBJECTIVES[loss], random_init, RADIUS_STAGES)
+        members[loss] = run.result()
+        if members[loss].stopped:
             break
+    # per image, the member with the highest APSR
+    results = list(members.values())
+    best_adv, best_apsr = results[0].adv_images, results[0].apsr
+    for result in results[1:]:
+        best_adv, best_apsr, _ = keep_better(best_adv, best_apsr, result.adv_images, result.apsr)
     return AttackResult(
         attack="sea", adv_images=best_adv, linf=linf_distance(best_adv, run.images), apsr=best_apsr,
-        success=best_apsr >= adv_threshold, num_forwards=forwards, num_backwards=backwards,
-        iterations=offset, stopped=stopped, elapsed_s=elapsed, targeted=targeted,
+        success=best_apsr >= adv_threshold, num_forwards=sum(r.num_forwards for r in results),
+        num_backwards=sum(r.num_backwards for r in results), iterations=offset, stopped=results[-1].stopped,
+        elapsed_s=sum(r.elapsed_s for r in results), targeted=targeted,
         adv_threshold=adv_threshold, params=params,
-        trace=[r for m in members.values() for r in (m.trace or [])] if callback is not None else None,
+        trace=[r for m in results for r in (m.trace or [])] if callback is not None else None,
         members=members)
