@@ -13,8 +13,8 @@ the attack and averaged, so drift of the machine's speed shows in the spread.
 
 Usage::
 
-    python -m explorer.bench_core                       # FPN MobileNetV2, 19 classes, 256x512
-    python -m explorer.bench_core --arch segformer-b0 --height 512 --width 1024 --steps 20
+    python -m explorer.bench.speed                       # FPN MobileNetV2, 19 classes, 256x512
+    python -m explorer.bench.speed --arch segformer-b0 --height 512 --width 1024 --steps 20
 
 The models have random weights (``encoder_weights=None``): speed does not depend on them.
 """

@@ -1,0 +1,3 @@
+from explorer.bench.cli import main
+
+main()

@@ -1,0 +1,213 @@
+"""Tables and figures from a benchmark's JSONL results (seed 001 §6, Table 1 and Fig. 3).
+
+* :func:`minimal_norm_table` — per model, mode and attack row: median and mean ℓ∞ × 255
+  over the images, a failed image counted as 255 (:func:`explorer.metrics.norm_summary`),
+  success rate, forwards/backwards per image.
+* :func:`failure_curves` — failure rate against the budget ε
+  (:func:`explorer.metrics.failure_rate_curve`), drawn linear on [0, 2/255] and log-scaled
+  above (:func:`write_report` saves PNG and interactive HTML).
+* :func:`fixed_budget_table` — dataset pixel accuracy ``Σ intersections / Σ labelled`` and
+  mIoU ``mean_k Σ_i I_ik / Σ_i U_ik`` (classes never labelled nor predicted left out) of the
+  returned images against the ground truth, per attack and ε, with the clean row.
+* :func:`timing_table` — seconds, forwards and backwards per image.
+
+All four take the list of records of :func:`explorer.bench.store.read_records`, so they
+can be checked on hand-made results.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Dict, List, Mapping, Sequence, Tuple
+
+import numpy as np
+
+from explorer.metrics import failure_rate_curve, norm_summary
+
+CLEAN_ROW = "clean"
+KNEE_255 = 2.0  # failure-rate plots: linear up to 2/255, log-scaled above
+
+
+def _groups(records: Sequence[Mapping], keys: Sequence[str], keep) -> Dict[Tuple, List[Mapping]]:
+    """Records grouped by ``keys`` (in first-seen order), keeping those ``keep`` accepts."""
+    groups: Dict[Tuple, List[Mapping]] = defaultdict(list)
+    for r in records:
+        if keep(r):
+            groups[tuple(r[k] for k in keys)].append(r)
+    return dict(groups)
+
+
+def _is_minimal_norm(r: Mapping) -> bool:
+    return r["row"] != CLEAN_ROW and r["eps_255"] is None
+
+
+def minimal_norm_table(records: Sequence[Mapping]) -> List[Dict[str, object]]:
+    """Table 1: one row per (model, mode, attack row) of the minimal-norm results."""
+    rows = []
+    for (model, mode, row), group in _groups(records, ("model", "mode", "row"), _is_minimal_norm).items():
+        summary = norm_summary(np.array([r["linf_255"] / 255 for r in group]),
+                               np.array([bool(r["success"]) for r in group]))
+        rows.append({"model": model, "mode": mode, "row": row, "images": len(group),
+                     "median_255": summary["median_255"], "mean_255": summary["mean_255"],
+                     "success_rate": summary["success_rate"],
+                     "forwards": float(np.mean([r["forwards"] for r in group])),
+                     "backwards": float(np.mean([r["backwards"] for r in group]))})
+    return rows
+
+
+def failure_curves(records: Sequence[Mapping], thresholds_255: Sequence[float] | None = None
+                   ) -> Dict[Tuple[str, str], Dict[str, Tuple[np.ndarray, np.ndarray]]]:
+    """``{(model, mode): {row: (ε × 255, failure rate)}}`` for the minimal-norm rows."""
+    curves: Dict[Tuple[str, str], Dict[str, Tuple[np.ndarray, np.ndarray]]] = defaultdict(dict)
+    thresholds = None if thresholds_255 is None else np.asarray(thresholds_255, dtype=np.float64) / 255
+    for (model, mode, row), group in _groups(records, ("model", "mode", "row"), _is_minimal_norm).items():
+        eps, failure = failure_rate_curve(np.array([r["linf_255"] / 255 for r in group]),
+                                          np.array([bool(r["success"]) for r in group]), thresholds)
+        curves[(model, mode)][row] = (eps * 255, failure)
+    return dict(curves)
+
+
+def accuracy_and_miou(group: Sequence[Mapping]) -> Tuple[float, float]:
+    """Dataset pixel accuracy and mIoU from per-image intersections, unions and labelled counts."""
+    intersection = np.sum([r["intersection"] for r in group], axis=0, dtype=np.float64)
+    union = np.sum([r["union"] for r in group], axis=0, dtype=np.float64)
+    labelled = float(sum(r["labelled"] for r in group))
+    accuracy = float(intersection.sum() / labelled) if labelled else math.nan
+    defined = union > 0
+    miou = float(np.mean(intersection[defined] / union[defined])) if defined.any() else math.nan
+    return accuracy, miou
+
+
+def fixed_budget_table(records: Sequence[Mapping]) -> List[Dict[str, object]]:
+    """Pixel accuracy and mIoU per (model, mode, attack row, ε), the clean row of each model first."""
+    rows = []
+    clean = _groups(records, ("model",), lambda r: r["row"] == CLEAN_ROW)
+    fixed = _groups(records, ("model", "mode", "row", "eps_255"), lambda r: r["eps_255"] is not None)
+    for (model,), group in clean.items():
+        accuracy, miou = accuracy_and_miou(group)
+        rows.append({"model": model, "mode": "-", "row": CLEAN_ROW, "eps_255": 0.0, "images": len(group),
+                     "accuracy": accuracy, "miou": miou})
+        for (m, mode, row, eps), g in sorted(fixed.items(), key=lambda kv: (kv[0][1], kv[0][3], kv[0][2])):
+            if m == model:
+                accuracy, miou = accuracy_and_miou(g)
+                rows.append({"model": model, "mode": mode, "row": row, "eps_255": eps, "images": len(g),
+                             "accuracy": accuracy, "miou": miou})
+    return rows
+
+
+def timing_table(records: Sequence[Mapping]) -> List[Dict[str, object]]:
+    """Mean seconds, forwards and backwards per image, per (model, attack row, mode, ε)."""
+    rows = []
+    for (model, row, mode, eps), group in _groups(records, ("model", "row", "mode", "eps_255"),
+                                                   lambda r: r["row"] != CLEAN_ROW).items():
+        seconds = [r["seconds"] for r in group]
+        rows.append({"model": model, "row": row, "mode": mode, "eps_255": eps, "images": len(group),
+                     "seconds_per_image": float(np.mean(seconds)), "total_seconds": float(np.sum(seconds)),
+                     "forwards": float(np.mean([r["forwards"] for r in group])),
+                     "backwards": float(np.mean([r["backwards"] for r in group]))})
+    return rows
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def markdown_table(rows: Sequence[Mapping], columns: Sequence[Tuple[str, str, str]]) -> str:
+    """A Markdown table: ``columns`` are (header, key, format)."""
+    lines = ["| " + " | ".join(h for h, _, _ in columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        cells = []
+        for _, key, fmt in columns:
+            value = r[key]
+            cells.append("–" if value is None or (isinstance(value, float) and math.isnan(value))
+                         else format(value, fmt))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+MINIMAL_COLUMNS = (("model", "model", ""), ("mode", "mode", ""), ("attack", "row", ""), ("images", "images", "d"),
+                   ("median ℓ∞×255", "median_255", ".2f"), ("mean ℓ∞×255", "mean_255", ".2f"),
+                   ("success", "success_rate", ".0%"), ("fwd/image", "forwards", ".0f"),
+                   ("bwd/image", "backwards", ".0f"))
+FIXED_COLUMNS = (("model", "model", ""), ("mode", "mode", ""), ("attack", "row", ""), ("ε×255", "eps_255", ".2f"),
+                 ("images", "images", "d"), ("pixel accuracy", "accuracy", ".3f"), ("mIoU", "miou", ".3f"))
+TIMING_COLUMNS = (("model", "model", ""), ("attack", "row", ""), ("mode", "mode", ""), ("ε×255", "eps_255", ".2f"),
+                  ("images", "images", "d"),
+                  ("s/image", "seconds_per_image", ".2f"), ("total s", "total_seconds", ".1f"),
+                  ("fwd/image", "forwards", ".0f"), ("bwd/image", "backwards", ".0f"))
+
+
+def plot_failure_png(curves: Mapping[str, Tuple[np.ndarray, np.ndarray]], title: str, path: Path) -> None:
+    """Failure rate against ε × 255: linear panel on [0, 2], log panel on [2, 255] (seed 001 Fig. 3)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, sharey=True, figsize=(9, 3.6), gridspec_kw={"wspace": 0.04})
+    for row, (eps, failure) in curves.items():
+        line, = left.plot(eps[eps <= KNEE_255], failure[eps <= KNEE_255], label=row)
+        right.plot(eps[eps >= KNEE_255], failure[eps >= KNEE_255], color=line.get_color())
+    left.set_xlim(0, KNEE_255)
+    right.set_xscale("log")
+    right.set_xlim(KNEE_255, 255)
+    left.set_ylim(0, 1.02)
+    left.set_ylabel("failure rate")
+    fig.supxlabel("ℓ∞ budget ε × 255 (linear to 2, log above)")
+    left.set_title(title, loc="left", fontsize=10)
+    left.legend(fontsize=7, loc="lower left")
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_failure_html(curves: Mapping[str, Tuple[np.ndarray, np.ndarray]], title: str, path: Path) -> None:
+    """The same figure as interactive plotly HTML (plotly.js inlined: opens offline)."""
+    from plotly.subplots import make_subplots
+    import plotly.graph_objects as go
+
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.02)
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+               "#bcbd22", "#17becf", "#393b79", "#637939"]
+    for i, (row, (eps, failure)) in enumerate(curves.items()):
+        color = palette[i % len(palette)]
+        low, high = eps <= KNEE_255, eps >= KNEE_255
+        fig.add_trace(go.Scatter(x=eps[low], y=failure[low], name=row, legendgroup=row, line_color=color), 1, 1)
+        fig.add_trace(go.Scatter(x=eps[high], y=failure[high], name=row, legendgroup=row, showlegend=False,
+                                 line_color=color), 1, 2)
+    fig.update_xaxes(range=[0, KNEE_255], title_text="ε × 255 (linear)", row=1, col=1)
+    fig.update_xaxes(type="log", range=[math.log10(KNEE_255), math.log10(255)], title_text="ε × 255 (log)",
+                     row=1, col=2)
+    fig.update_yaxes(range=[0, 1.02], title_text="failure rate", row=1, col=1)
+    fig.update_layout(title=title, template="plotly_white", height=420)
+    fig.write_html(str(path), include_plotlyjs=True, full_html=True)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
+
+
+def write_report(records: Sequence[Mapping], out_dir: Path) -> Path:
+    """Write ``report.md`` with the four tables and the failure-rate figures (PNG + HTML)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    parts = [f"# Benchmark report\n\n{len(records)} per-image results.\n"]
+    minimal = minimal_norm_table(records)
+    if minimal:
+        parts.append("## Minimal-norm attacks (seed 001 Table 1; failures counted as 255)\n\n"
+                     + markdown_table(minimal, MINIMAL_COLUMNS))
+        for (model, mode), curves in failure_curves(records).items():
+            stem = f"failure_rate_{_slug(model)}_{mode}"
+            title = f"{model}, {mode}"
+            plot_failure_png(curves, title, out_dir / f"{stem}.png")
+            plot_failure_html(curves, title, out_dir / f"{stem}.html")
+            parts.append(f"![failure rate, {title}]({stem}.png) ([interactive]({stem}.html))\n")
+    fixed = fixed_budget_table(records)
+    if fixed:
+        parts.append("## Accuracy and mIoU against the ground truth (clean, and fixed-budget attacks)\n\n"
+                     + markdown_table(fixed, FIXED_COLUMNS))
+    timings = timing_table(records)
+    if timings:
+        parts.append("## Time per image\n\n" + markdown_table(timings, TIMING_COLUMNS))
+    path = out_dir / "report.md"
+    path.write_text("\n".join(parts))
+    return path

@@ -1,0 +1,302 @@
+"""Run models × attack rows × modes (× ε) × images and append per-image results.
+
+The work is cut into *batches* — a model, an attack row, a mode, a budget and up to
+``batch_size`` consecutive images of one size — in one fixed order that depends only on
+the command line.  Batch ``j`` belongs to rank ``j mod world_size``, and the random
+generator is re-seeded from the batch's identity before it runs, so every batch is
+computed the same way whatever the number of processes: a ``torchrun`` run gives the
+records of a single-process run (up to the time fields).
+
+A batch whose images are all in the results file is skipped; one with some images missing
+(a killed run) is rerun on the missing ones only.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from explorer.errors import InputError
+
+#: the row holding each image's clean prediction (accuracy and per-class IoU without attack)
+CLEAN_ROW = "clean"
+MODES = ("untargeted", "targeted")
+
+
+@dataclass(frozen=True)
+class AttackRow:
+    """One configured attack: its label in tables and results, registry name and parameters."""
+
+    label: str
+    attack: str
+    params: Tuple[Tuple[str, object], ...] = ()
+
+    @property
+    def kwargs(self) -> Dict[str, object]:
+        return dict(self.params)
+
+
+@dataclass(frozen=True)
+class Batch:
+    model: str
+    row: AttackRow
+    mode: str
+    eps_255: Optional[float]
+    image_ids: Tuple[str, ...]
+
+    def key(self, image: str) -> str:
+        from explorer.bench.store import record_key
+
+        return record_key(self.model, self.row.label, self.mode, self.eps_255, image)
+
+    @property
+    def seed_offset(self) -> int:
+        """A stable number from the batch's identity (re-seeds the RNG identically on every rank)."""
+        return zlib.crc32(self.key(",".join(self.image_ids)).encode())
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_rows(tokens: Sequence[str], budget_fraction: float = 1.0) -> List[AttackRow]:
+    """Attack rows from command-line tokens.
+
+    ``table1`` expands to seed 001's minimal-norm rows (:data:`explorer.attack_tables.TABLE1_ROWS`),
+    ``fixed`` to the fixed-budget attacks, and ``name[:key=value,...]`` is one registered
+    attack with parameters (JSON values, e.g. ``pgd_bisection:loss="dlr",num_steps=10``).
+    ``budget_fraction`` scales iteration budgets (and is written into the row label, so
+    results of different budgets never share a key).
+    """
+    from explorer.attack_tables import FIXED_BUDGET_ATTACKS, TABLE1_ROWS, quick_params
+    from explorer.attacks import get_attack
+
+    if not 0 < budget_fraction <= 1:
+        raise InputError(f"--budget-fraction must be in (0, 1], got {budget_fraction}")
+    rows: List[Tuple[str, str, Dict[str, object]]] = []
+    for token in tokens:
+        if token == "table1":
+            rows += [(title, attack, dict(params)) for title, attack, params in TABLE1_ROWS]
+        elif token == "fixed":
+            rows += [(get_attack(a).title, a, {}) for a in FIXED_BUDGET_ATTACKS]
+        else:
+            name, _, rest = token.partition(":")
+            params = {}
+            for item in filter(None, rest.split(",")):
+                k, sep, v = item.partition("=")
+                if not sep:
+                    raise InputError(f"attack parameter {item!r} in {token!r} is not key=value")
+                params[k.strip()] = _parse_value(v.strip())
+            rows.append((token, name, params))
+    out = []
+    for label, attack, params in rows:
+        spec = get_attack(attack)
+        params = spec.validate(params)
+        if budget_fraction != 1.0:
+            params = quick_params(attack, params, budget_fraction)
+            label = f"{label} [budget ×{budget_fraction:g}]"
+        out.append(AttackRow(label, attack, tuple(sorted(params.items()))))
+    labels = [r.label for r in out]
+    if len(set(labels)) != len(labels):
+        raise InputError(f"attack rows repeat: {labels}")
+    return out
+
+
+def plan_batches(model_name: str, source, rows: Sequence[AttackRow], modes: Sequence[str],
+                 eps_255: Sequence[float], batch_size: int) -> List[Batch]:
+    """Every batch of one model, in a fixed order (clean row first, then rows × modes × ε)."""
+    from explorer.attacks import get_attack
+
+    if batch_size < 1:
+        raise InputError(f"batch size must be >= 1, got {batch_size}")
+    groups: List[Tuple[str, ...]] = []
+    current: List[str] = []
+    current_size = None
+    for image, size in zip(source.ids, source.sizes):
+        if current and (len(current) == batch_size or size != current_size):
+            groups.append(tuple(current))
+            current = []
+        current.append(image)
+        current_size = size
+    if current:
+        groups.append(tuple(current))
+    batches = [Batch(model_name, AttackRow(CLEAN_ROW, CLEAN_ROW), "untargeted", None, g) for g in groups]
+    for row in rows:
+        spec = get_attack(row.attack)
+        budgets = list(eps_255) if spec.kind == "fixed-budget" else [None]
+        if spec.kind == "fixed-budget" and not budgets:
+            raise InputError(f"{row.label} is a fixed-budget attack: give at least one --eps")
+        for mode in modes:
+            if mode == "targeted" and not spec.targeted_support:
+                continue
+            for eps in budgets:
+                batches += [Batch(model_name, row, mode, eps, g) for g in groups]
+    return batches
+
+
+def per_class_counts(prediction: Tensor, labels: Tensor, num_classes: int) -> Tuple[Tensor, Tensor, Tensor]:
+    """Per image and class: intersection and union of prediction and labels, and labelled pixels.
+
+    Pixels labelled outside ``[0, num_classes)`` are ignored.  Shapes (N,K), (N,K), (N,).
+    """
+    from explorer.metrics import confusion_matrix
+
+    confusion = confusion_matrix(prediction, labels, num_classes, per_image=True).long()
+    intersection = confusion.diagonal(dim1=1, dim2=2)
+    union = confusion.sum(1) + confusion.sum(2) - intersection
+    return intersection, union, confusion.flatten(1).sum(1)
+
+
+def execute_batch(batch: Batch, model, source, seed: int = 0) -> List[Dict[str, object]]:
+    """Run one batch and return its per-image records."""
+    from explorer.attacks import ATTACKS
+    from explorer.bench.sources import attack_labels
+    from explorer.metrics import l2_norm
+
+    device = next(model.parameters()).device
+    images, labels = source.load(batch.image_ids)
+    images, labels = images.to(device), labels.to(device)
+    torch.manual_seed(seed + batch.seed_offset)
+    n = len(images)
+    start = time.perf_counter()
+    if batch.row.attack == CLEAN_ROW:
+        adv = images
+        linf = torch.zeros(n)
+        apsr = success = None
+        forwards, backwards = torch.ones(n), torch.zeros(n)
+    else:
+        target = attack_labels(model, labels, batch.mode)
+        params = batch.row.kwargs
+        if batch.eps_255 is not None:
+            params["eps"] = batch.eps_255 / 255
+        result = ATTACKS[batch.row.attack](model, images, target, targeted=batch.mode == "targeted", **params)
+        adv, linf, apsr, success = result.adv_images, result.linf, result.apsr, result.success
+        forwards, backwards = result.num_forwards, result.num_backwards
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    with torch.no_grad():
+        prediction = model(adv).argmax(1)
+    intersection, union, labelled = per_class_counts(prediction, labels, model.num_classes)
+    l2 = l2_norm(adv - images)
+    records = []
+    for i, image in enumerate(batch.image_ids):
+        records.append({
+            "key": batch.key(image), "model": batch.model, "row": batch.row.label, "attack": batch.row.attack,
+            "params": batch.row.kwargs, "mode": batch.mode, "eps_255": batch.eps_255, "image": image,
+            "linf_255": float(linf[i]) * 255, "l2": float(l2[i]),
+            "apsr": None if apsr is None else float(apsr[i]),
+            "success": None if success is None else bool(success[i]),
+            "accuracy": float(intersection[i].sum()) / max(int(labelled[i]), 1),
+            "labelled": int(labelled[i]), "intersection": intersection[i].tolist(), "union": union[i].tolist(),
+            "seconds": seconds / n, "forwards": int(forwards[i]), "backwards": int(backwards[i]),
+            "batch_size": n, "device": str(device),
+        })
+    return records
+
+
+@dataclass
+class Distributed:
+    """This process's place in a ``torchrun`` job (rank 0 of 1 without one)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    started_here: bool = field(default=False, repr=False)
+
+    @classmethod
+    def from_environment(cls) -> "Distributed":
+        """Join the process group ``torchrun`` describes in the environment, if any (gloo on CPU, nccl on GPU)."""
+        import torch.distributed as dist
+
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        if world_size <= 1:
+            return cls()
+        started = False
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+            started = True
+        return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), started)
+
+    def device(self, requested: Optional[str]) -> torch.device:
+        if requested:
+            return torch.device(requested)
+        if torch.cuda.is_available():
+            return torch.device("cuda", self.local_rank % torch.cuda.device_count())
+        return torch.device("cpu")
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.started_here:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def run_benchmark(models: Sequence[str], rows: Sequence[AttackRow], out: Path, *, images: str = "samples",
+                  modes: Sequence[str] = MODES, eps_255: Sequence[float] = (), limit: Optional[int] = None,
+                  batch_size: int = 1, seed: int = 0, device: Optional[str] = None,
+                  progress: bool = True) -> Dict[str, int]:
+    """Run the benchmark, appending records to ``out``; return counts of batches run and skipped.
+
+    Works unchanged under ``torchrun``: each rank runs its share of batches into its part
+    file, and rank 0 merges the parts into ``out`` once every rank is done.
+    """
+    from tqdm import tqdm
+
+    from explorer.bench.sources import open_source
+    from explorer.bench.store import append_records, finished_keys, merge_parts, part_path
+    from explorer.models import load_model
+
+    for mode in modes:
+        if mode not in MODES:
+            raise InputError(f"unknown mode {mode!r}; choose from {MODES}")
+    out = Path(out)
+    dist = Distributed.from_environment()
+    try:
+        torch_device = dist.device(device)
+        done = finished_keys(out)
+        destination = part_path(out, dist.rank) if dist.world_size > 1 else out
+        loaded, work = {}, []
+        for name in models:
+            model = load_model(name, device=str(torch_device))
+            for p in model.parameters():
+                p.requires_grad_(False)
+            source = open_source(images, model, limit)
+            loaded[name] = (model, source)
+            work += plan_batches(name, source, rows, modes, eps_255, batch_size)
+        mine = [b for j, b in enumerate(work) if j % dist.world_size == dist.rank]
+        todo = []
+        for b in mine:
+            missing = tuple(i for i in b.image_ids if b.key(i) not in done)
+            if missing:
+                todo.append(Batch(b.model, b.row, b.mode, b.eps_255, missing))
+        bar = tqdm(todo, desc=f"benchmark (rank {dist.rank}/{dist.world_size})", unit="batch",
+                   disable=not progress or dist.rank != 0)
+        for b in bar:
+            bar.set_postfix_str(f"{b.model} · {b.row.label} · {b.mode}" + ("" if b.eps_255 is None else
+                                                                             f" · ε={b.eps_255:g}/255"))
+            model, source = loaded[b.model]
+            append_records(destination, execute_batch(b, model, source, seed))
+        dist.barrier()
+        if dist.rank == 0:
+            merge_parts(out)
+        dist.barrier()
+        return {"batches": len(work), "run": len(todo), "skipped": len(mine) - len(todo)}
+    finally:
+        dist.close()
