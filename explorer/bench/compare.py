@@ -61,8 +61,8 @@ def score(model, images: Tensor, adv: Tensor, labels: Tensor, targeted: bool,
           adv_threshold: float = 0.99) -> Tuple[Tensor, Tensor]:
     """ℓ∞ norm and success (APSR ≥ ν) of adversarial images, by the explorer's metric."""
     with torch.no_grad():
-        prediction = model(adv).argmax(1)
-    rate = apsr(prediction, labels, model.num_classes, targeted=targeted)
+        logits = model(adv)
+    rate = apsr(logits.argmax(1), labels, logits.shape[1], targeted=targeted)
     return linf_norm(adv - images).cpu(), (rate >= adv_threshold).cpu()
 
 

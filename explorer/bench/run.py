@@ -216,7 +216,11 @@ class Distributed:
 
     @classmethod
     def from_environment(cls) -> "Distributed":
-        """Join the process group ``torchrun`` describes in the environment, if any (gloo on CPU, nccl on GPU)."""
+        """Join the process group ``torchrun`` describes in the environment, if any.
+
+        The ranks exchange only barriers and a few counters (results go through files), so the
+        group always uses gloo, on CPU and GPU machines alike; each rank computes on its own GPU.
+        """
         import torch.distributed as dist
 
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -224,7 +228,7 @@ class Distributed:
             return cls()
         started = False
         if not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+            dist.init_process_group("gloo")
             started = True
         return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), started)
 
@@ -240,6 +244,16 @@ class Distributed:
             import torch.distributed as dist
 
             dist.barrier()
+
+    def sum(self, values: Sequence[int]) -> List[int]:
+        """Element-wise sum over the ranks (also a barrier)."""
+        if self.world_size == 1:
+            return list(values)
+        import torch.distributed as dist
+
+        total = torch.tensor(list(values), dtype=torch.long)
+        dist.all_reduce(total)
+        return total.tolist()
 
     def close(self) -> None:
         if self.started_here:
@@ -296,7 +310,7 @@ def run_benchmark(models: Sequence[str], rows: Sequence[AttackRow], out: Path, *
         dist.barrier()
         if dist.rank == 0:
             merge_parts(out)
-        dist.barrier()
-        return {"batches": len(work), "run": len(todo), "skipped": len(mine) - len(todo)}
+        counts = dist.sum([len(todo), len(mine) - len(todo)])
+        return {"batches": len(work), "run": counts[0], "skipped": counts[1]}
     finally:
         dist.close()
