@@ -439,7 +439,8 @@ class LiveAttack:
     def snapshots(self, interval: float = 0.1) -> Iterator[Snapshot]:
         """Start if needed and yield a snapshot at most every ``interval`` seconds while
         iterations arrive, then a final one.  Raises the worker's error (as
-        :class:`InputError` when it is one a user can act on).  Closing the generator
+        :class:`InputError` when it is one a user can act on) after a last snapshot of
+        the iterations done before it.  Closing the generator
         early (a viewer went away) stops the attack."""
         self.start()
         try:
@@ -459,6 +460,8 @@ class LiveAttack:
                 if finished:
                     self.join()
                 if self.error is not None:
+                    if self.history["iteration"]:  # show what was computed before the failure
+                        yield self.snapshot()
                     raise self.error
                 yield self.snapshot()
         finally:

@@ -6,32 +6,20 @@ browser a failure.  Screenshots go to ``test-output/`` at the repository root.
 """
 import os
 import shutil
-import socket
 import time
 from pathlib import Path
 
 import pytest
 
-from explorer import ui
+from app_server import served_app
 
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url():
-    demo = ui.build_demo()
-    demo.queue(default_concurrency_limit=ui.CONCURRENCY, max_size=ui.QUEUE_SIZE)
-    port = _free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                css=ui.CSS)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
+    with served_app() as url:
+        yield url
 
 
 def test_client_streams_every_update_and_the_final_metrics(app_url):
