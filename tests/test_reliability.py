@@ -579,3 +579,111 @@ def test_memory_and_temp_files_stay_flat_over_50_runs(session_files):
     for session in sessions:
         ui.cleanup_session(request(session))
     assert not any(session_files.iterdir())
+
+
+# ============================================================================= many users: served app
+
+SESSIONS, CONCURRENCY = 8, 2
+
+
+@pytest.fixture(scope="module")
+def small_app():
+    """The app with 2 runs at a time and 6 waiting: 8 sessions fit, a 9th does not."""
+    from app_server import served_app
+
+    with served_app(concurrency=CONCURRENCY, queue_size=SESSIONS - CONCURRENCY) as url:
+        yield url
+
+
+def _wait(condition, timeout, what):
+    deadline = time.time() + timeout
+    while not condition():
+        if time.time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_eight_sessions_get_their_own_results_and_a_ninth_is_told_the_queue_is_full(small_app, tmp_path,
+                                                                                     monkeypatch, session_files):
+    """Eight gradio_client sessions, each with its own picture and iteration count, submit at
+    once while the first two are held at the door: two run, six wait, the ninth is refused
+    by the queue limit.  Released, each session gets its own run (its picture's digest and
+    its iteration count in its run file, in its own download folder)."""
+    from gradio_client import Client, handle_file
+    from gradio_client.utils import QueueError, Status
+
+    gate, entered = threading.Event(), []
+    real = ui.prepare_scene
+
+    def held(*args, **kwargs):  # holds the running requests until the queue has been filled
+        entered.append(1)
+        assert gate.wait(60), "the test never opened the gate"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ui, "prepare_scene", held)
+    files = []
+    for i in range(SESSIONS + 1):
+        path = tmp_path / f"picture{i}.png"
+        path.write_bytes(png(24, 32, seed=100 + i))
+        files.append(path)
+    clients = [Client(small_app, verbose=False) for _ in range(SESSIONS + 1)]
+    assert len({c.session_hash for c in clients}) == SESSIONS + 1
+
+    def submit(i):
+        return clients[i].submit("street-fpn-mobilenet", None, handle_file(str(files[i])), "alma_prox",
+                                 "untargeted", None, 2 + i, 0, 0.99, api_name="/run")
+
+    try:
+        jobs = [submit(i) for i in range(CONCURRENCY)]
+        _wait(lambda: len(entered) == CONCURRENCY, 30, "the first runs to start")
+        jobs += [submit(i) for i in range(CONCURRENCY, SESSIONS)]
+        _wait(lambda: all(j.status().code == Status.IN_QUEUE for j in jobs[CONCURRENCY:]), 30,
+              "six requests to wait in the queue")
+        ninth = submit(SESSIONS)
+        with pytest.raises(QueueError, match="Queue is full"):
+            ninth.result(timeout=30)
+        assert len(entered) == CONCURRENCY
+    finally:
+        gate.set()
+    for i, job in enumerate(jobs):
+        final = job.result(timeout=120)
+        steps = 2 + i
+        assert f"finished after {steps} iterations" in final[0], final[0]
+        downloads = [Path(p) for p in final[9]]
+        run_file = json.loads([p for p in downloads if p.suffix == ".json"][0].read_text())
+        assert run_file["image"] == "upload:" + hashlib.sha256(files[i].read_bytes()).hexdigest()
+        assert run_file["params"]["num_steps"] == steps
+        # on the server, the session's own folder holds this run's file and no other
+        own, = (session_files / clients[i].session_hash).glob("*_run.json")
+        assert json.loads(own.read_text()) == run_file
+    assert len(entered) == SESSIONS
+    assert sorted(p.name for p in session_files.iterdir()) == sorted(c.session_hash for c in clients[:SESSIONS])
+
+
+def test_the_served_app_warns_about_bad_files_and_out_of_memory_and_keeps_serving(small_app, tmp_path,
+                                                                                  monkeypatch):
+    from gradio_client import Client, handle_file
+
+    client = Client(small_app, verbose=False)
+    corrupt = tmp_path / "photo.png"
+    corrupt.write_bytes(png()[:100])
+    final = client.predict("street-fpn-mobilenet", None, handle_file(str(corrupt)), "alma_prox", "untargeted",
+                           None, 3, 0, 0.99, api_name="/run")
+    assert final[0].startswith("⚠️") and "damaged" in final[0]
+    real = ui.prepare_scene
+
+    def failing_scene(*args, **kwargs):
+        scene = real(*args, **kwargs)
+        error = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+        return dataclasses.replace(scene, model=RunsOutOfMemory(scene.model, error, after=3))
+
+    monkeypatch.setattr(ui, "prepare_scene", failing_scene)
+    good = tmp_path / "good.png"
+    good.write_bytes(png())
+    final = client.predict("street-fpn-mobilenet", None, handle_file(str(good)), "alma_prox", "untargeted",
+                           None, 20, 0, 0.99, api_name="/run")
+    assert final[0].startswith("⚠️") and "smaller image" in final[0]
+    monkeypatch.setattr(ui, "prepare_scene", real)
+    final = client.predict("street-fpn-mobilenet", None, handle_file(str(good)), "alma_prox", "untargeted",
+                           None, 3, 0, 0.99, api_name="/run")
+    assert "finished after 3 iterations" in final[0]
