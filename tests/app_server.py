@@ -1,5 +1,8 @@
-"""Helpers shared by the test files: serving the Gradio app on a free localhost port."""
+"""Helpers shared by the test files: serving the Gradio app on a free localhost port, and
+finding the Chromium the browser tests drive."""
 import contextlib
+import os
+import shutil
 import socket
 from typing import Iterator, Optional
 
@@ -26,3 +29,16 @@ def served_app(concurrency: Optional[int] = None, queue_size: Optional[int] = No
         yield f"http://127.0.0.1:{port}/"
     finally:
         demo.close()
+
+
+def chromium_path() -> str:
+    """Debian's ``chromium`` for Playwright.  Missing, the calling test is skipped, unless
+    ``EXPLORER_REQUIRE_BROWSER=1`` (set by CI) makes that a failure."""
+    import pytest
+
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if os.environ.get("EXPLORER_REQUIRE_BROWSER") == "1":
+            pytest.fail("chromium is required (EXPLORER_REQUIRE_BROWSER=1): apt-get install chromium")
+        pytest.skip("no chromium binary; install Debian's chromium package to run the browser test")
+    return path

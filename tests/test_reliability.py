@@ -687,3 +687,28 @@ def test_the_served_app_warns_about_bad_files_and_out_of_memory_and_keeps_servin
     final = client.predict("street-fpn-mobilenet", None, handle_file(str(good)), "alma_prox", "untargeted",
                            None, 3, 0, 0.99, api_name="/run")
     assert "finished after 3 iterations" in final[0]
+
+
+def test_the_browser_shows_a_warning_for_a_damaged_upload_and_then_takes_a_good_one(small_app, tmp_path):
+    from app_server import chromium_path
+    from playwright.sync_api import sync_playwright
+
+    chromium = chromium_path()
+    damaged, good = tmp_path / "damaged.png", tmp_path / "good.png"
+    damaged.write_bytes(png(40, 60)[:120])
+    good.write_bytes(png(40, 60))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1200})
+            page.goto(small_app)
+            page.wait_for_function("document.querySelector('#status')?.innerText.includes('Press')", timeout=60000)
+            page.set_input_files("#upload input[type=file]", str(damaged))
+            page.wait_for_function("document.querySelector('#status').innerText.includes('damaged')",
+                                   timeout=30000)
+            page.click("#upload button[aria-label='Clear']")
+            page.set_input_files("#upload input[type=file]", str(good))
+            page.wait_for_function("document.querySelector('#status').innerText.includes('upload (60×40)')",
+                                   timeout=30000)
+        finally:
+            browser.close()
