@@ -24,8 +24,8 @@ The guards, and what each protects against:
   are scaled by their full range, not clipped at 255.  Every change is named in the
   returned notice.
 * **size**: pictures larger than :data:`explorer.live.MAX_IMAGE_SIDE` are downscaled
-  (area averaging, with a notice) while still 8-bit, so a large photo never exists as
-  float32 at full size; pictures smaller than :data:`explorer.live.MIN_IMAGE_SIDE` are
+  (area averaging, with a notice) while still integers, so a large photo never exists as
+  float32 at full size (JPEGs are even decoded at a reduced scale); pictures smaller than :data:`explorer.live.MIN_IMAGE_SIDE` are
   refused (see :func:`explorer.live.image_from_array`, which finishes the job).
 """
 from __future__ import annotations
@@ -130,6 +130,10 @@ def _on_white(rgba: Image.Image, notices: List[str]) -> Image.Image:
     return rgba.convert("RGB")
 
 
+#: single-channel modes deeper than 8 bits (kept deep until scaled to [0, 1])
+_DEEP_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
 def _to_rgb_array(image: Image.Image, notices: List[str]) -> np.ndarray:
     """(H, W, 3) uint8, or (H, W) uint16 / float32 for deep grey pictures."""
     mode = image.mode
@@ -150,8 +154,8 @@ def _to_rgb_array(image: Image.Image, notices: List[str]) -> np.ndarray:
 
 
 def _shrink(image: Image.Image, original: Tuple[int, int], notices: List[str]) -> Image.Image:
-    """Downscale an 8-bit RGB picture beyond the side limit here, by area, before it becomes
-    floats (``original`` is its upright size before any JPEG draft reduction, for the notice)."""
+    """Downscale a picture beyond the side limit here, by area, before it becomes floats
+    (``original`` is its upright size before any JPEG draft reduction, for the notice)."""
     from explorer.live import MAX_IMAGE_SIDE, downscaled_size
 
     w, h = image.size
@@ -182,12 +186,13 @@ def decode_image_file(source: Source, max_bytes: int = MAX_UPLOAD_BYTES) -> Tupl
             raise InputError(f"the image is {original[0]}×{original[1]} pixels; it must be at least "
                              f"{MIN_IMAGE_SIDE} on each side")
         try:
-            array = _to_rgb_array(upright, notices)
-            if array.ndim == 3 and array.dtype == np.uint8:
-                array = np.asarray(_shrink(Image.fromarray(array), original, notices))
+            if upright.mode in _DEEP_MODES:  # one channel of 16/32 bits: shrink before it becomes floats
+                array = _to_rgb_array(_shrink(upright, original, notices), notices)
+            else:
+                array = np.asarray(_shrink(Image.fromarray(_to_rgb_array(upright, notices)), original, notices))
         except Exception:  # a decoder that accepted the data but cannot convert it
             raise InputError("the picture is damaged and cannot be converted to RGB") from None
-    tensor, notice = image_from_array(array)  # deep pictures are downscaled (with a notice) here
+    tensor, notice = image_from_array(array)  # checks the values, replicates grey, scales to [0, 1]
     return tensor, "; ".join([*notices, notice] if notice else notices)
 
 

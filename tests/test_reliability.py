@@ -12,7 +12,6 @@ import gc
 import hashlib
 import io
 import json
-import os
 import subprocess
 import threading
 import time
@@ -27,17 +26,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from explorer import images, live, ui  # noqa: E402
-from explorer.attacks import ATTACKS, get_attack  # noqa: E402
-from explorer.datasets import get_dataset  # noqa: E402
-from explorer.errors import InputError  # noqa: E402
-from explorer.images import decode_image_file, decode_label_file  # noqa: E402
-from explorer.live import MAX_IMAGE_SIDE, MIN_IMAGE_SIDE, LiveAttack, prepare_scene  # noqa: E402
-from explorer.metrics import apsr  # noqa: E402
-from explorer.models import get_model_entry, load_model, refresh_shipped  # noqa: E402
-from explorer.models.registry import weights_dir  # noqa: E402
+from explorer import images, live, ui
+from explorer.attacks import ATTACKS, get_attack
+from explorer.datasets import get_dataset
+from explorer.errors import InputError
+from explorer.images import decode_image_file, decode_label_file
+from explorer.live import MAX_IMAGE_SIDE, MIN_IMAGE_SIDE, LiveAttack, prepare_scene
+from explorer.metrics import apsr
+from explorer.models import get_model_entry, load_model, refresh_shipped
+from explorer.models.registry import weights_dir
 
 torch.set_num_threads(1)
 STREET, OBJECTS = "street-fpn-mobilenet", "objects-fpn-mobilenet"
@@ -82,7 +79,8 @@ def assert_valid_picture(tensor):
 
 @pytest.fixture(autouse=True)
 def session_files(tmp_path, monkeypatch):
-    """Per-test download folders, and no run left registered afterwards."""
+    """Offline, per-test download folders, and no run left registered afterwards."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(ui, "TEMP_ROOT", tmp_path / "sessions")
     yield tmp_path / "sessions"
     assert not ui.ACTIVE_RUNS
