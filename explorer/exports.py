@@ -30,8 +30,11 @@ RUN_VERSION = 1
 MAX_RUN_FILE_BYTES = 64 * 1024
 
 
-def image_digest(image: np.ndarray) -> str:
-    """sha256 of an uploaded picture's pixels (names an upload in a run file)."""
+def image_digest(image) -> str:
+    """sha256 naming an upload in a run file: of the file's bytes when the upload is a file,
+    of the pixels (with shape and dtype) when it is an array."""
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return hashlib.sha256(bytes(image)).hexdigest()
     a = np.ascontiguousarray(image)
     return hashlib.sha256(str(a.shape).encode() + str(a.dtype).encode() + a.tobytes()).hexdigest()
 

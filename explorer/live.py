@@ -78,6 +78,15 @@ def cached_model(name: str, device: Optional[str] = None):
 
 # --------------------------------------------------------------------------- inputs
 
+def downscaled_size(h: int, w: int) -> Tuple[int, int]:
+    """(H', W') of an (h, w) picture shrunk so its longer side is :data:`MAX_IMAGE_SIDE`
+    (neither side below :data:`MIN_IMAGE_SIDE`); unchanged when it already fits."""
+    if max(h, w) <= MAX_IMAGE_SIDE:
+        return h, w
+    scale = MAX_IMAGE_SIDE / max(h, w)
+    return max(MIN_IMAGE_SIDE, round(h * scale)), max(MIN_IMAGE_SIDE, round(w * scale))
+
+
 def image_from_array(array: Any) -> Tuple[Tensor, str]:
     """An uploaded picture (H, W), (H, W, 1|3|4) uint8/uint16/float array as a (3, H, W)
     float tensor in [0, 1]; returns it with a notice ("" when nothing was changed).
@@ -117,8 +126,7 @@ def image_from_array(array: Any) -> Tuple[Tensor, str]:
     tensor = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
     notice = ""
     if max(h, w) > MAX_IMAGE_SIDE:
-        scale = MAX_IMAGE_SIDE / max(h, w)
-        size = (max(MIN_IMAGE_SIDE, round(h * scale)), max(MIN_IMAGE_SIDE, round(w * scale)))
+        size = downscaled_size(h, w)
         tensor = torch.nn.functional.interpolate(tensor[None], size=size, mode="area")[0].clamp(0, 1)
         notice = f"image downscaled from {w}×{h} to {size[1]}×{size[0]} (limit {MAX_IMAGE_SIDE} px a side)"
     return tensor, notice
@@ -147,6 +155,30 @@ def label_map_from_array(array: Any, dataset: DatasetInfo) -> Tensor:
             out[code == ((r << 16) | (g << 8) | b)] = k
         return torch.from_numpy(out)
     raise InputError(f"a label map must be (H, W) class ids or an (H, W, 3) palette picture; got {a.shape}")
+
+
+def is_file_upload(upload: Any) -> bool:
+    """True for an upload given as file bytes or a file path (decoded by :mod:`explorer.images`)."""
+    return isinstance(upload, (bytes, bytearray, memoryview, str, Path))
+
+
+def decode_upload(upload: Any) -> Tuple[Tensor, str]:
+    """The picture of an upload: file bytes or a path are decoded by
+    :func:`explorer.images.decode_image_file`, an array by :func:`image_from_array`."""
+    if is_file_upload(upload):
+        from explorer.images import decode_image_file
+
+        return decode_image_file(upload)
+    return image_from_array(upload)
+
+
+def _label_source(target_map: Any) -> Any:
+    """An uploaded label map file decoded to an array; arrays pass through."""
+    if is_file_upload(target_map):
+        from explorer.images import decode_label_file
+
+        return decode_label_file(target_map)
+    return target_map
 
 
 @dataclass
@@ -191,9 +223,12 @@ def prepare_scene(model_name: str, sample: Optional[str] = None, upload: Any = N
                   device: Optional[str] = None) -> Scene:
     """Load model and image, predict, and build the attack's labels for ``target``.
 
-    ``upload`` (an array) wins over ``sample`` (a shipped sample name).  A sample keeps
-    its ground truth when it is labelled with the model's classes; an upload (or a
-    sample of the other dataset) is attacked against the clean prediction.
+    ``upload`` (an array, or the bytes or path of a picture file, decoded by
+    :func:`explorer.images.decode_image_file`) wins over ``sample`` (a shipped sample
+    name); ``target_map`` likewise (an array, or a label map file).  A sample keeps its
+    ground truth when it is labelled with the model's classes; an upload (or a sample of
+    the other dataset) is attacked against the clean prediction.  A target map of
+    another size is resized to the image (nearest neighbour) with a notice.
     """
     if target not in TARGETS:
         raise InputError(f"unknown target {target!r}; choose one of {list(TARGETS)}")
@@ -205,7 +240,7 @@ def prepare_scene(model_name: str, sample: Optional[str] = None, upload: Any = N
     ground_truth = None
     notice = ""
     if upload is not None:
-        image, notice = image_from_array(upload)
+        image, notice = decode_upload(upload)
         image_name = "upload"
     elif sample:
         image, labels, world = load_sample(sample)
@@ -233,7 +268,12 @@ def prepare_scene(model_name: str, sample: Optional[str] = None, upload: Any = N
         layout = read_label_png(MAJORITY_TARGET_PNG)
         labels = resize_label_map(layout, size)[None].to(device_)
     else:
-        labels = custom_target(label_map_from_array(target_map, dataset), dataset.num_classes, size=size)
+        uploaded = label_map_from_array(_label_source(target_map), dataset)
+        if tuple(uploaded.shape[-2:]) != size:
+            notice = "; ".join(filter(None, [notice, (
+                f"the target label map ({uploaded.shape[-1]}×{uploaded.shape[-2]}) was resized to the image "
+                f"({size[1]}×{size[0]}) with nearest neighbour")]))
+        labels = custom_target(uploaded, dataset.num_classes, size=size)
         labels = labels.reshape(1, *size).to(device_)
     return Scene(model_name=model_name, model=model, image=image, image_name=image_name,
                  ground_truth=ground_truth, clean_prediction=clean_prediction, target=target,
@@ -368,6 +408,7 @@ class LiveAttack:
         return self._stop.is_set()
 
     def _work(self) -> None:
+        out_of_memory = False
         try:
             torch.manual_seed(self.seed)
             self.result = self.spec(self.scene.model, self.scene.image, self.scene.attack_labels,
@@ -378,7 +419,10 @@ class LiveAttack:
                     self.frames.append(self.latest)
         except BaseException as error:  # reported to the viewer by snapshots()
             self.error = friendly_error(error)
+            out_of_memory = is_out_of_memory(error)
         finally:
+            if out_of_memory:  # the failed step's tensors died with the traceback: hand the memory back
+                release_memory()
             self._end = time.perf_counter()
             self._news.put(None)
 
@@ -395,7 +439,8 @@ class LiveAttack:
     def snapshots(self, interval: float = 0.1) -> Iterator[Snapshot]:
         """Start if needed and yield a snapshot at most every ``interval`` seconds while
         iterations arrive, then a final one.  Raises the worker's error (as
-        :class:`InputError` when it is one a user can act on).  Closing the generator
+        :class:`InputError` when it is one a user can act on) after a last snapshot of
+        the iterations done before it.  Closing the generator
         early (a viewer went away) stops the attack."""
         self.start()
         try:
@@ -415,6 +460,8 @@ class LiveAttack:
                 if finished:
                     self.join()
                 if self.error is not None:
+                    if self.history["iteration"]:  # show what was computed before the failure
+                        yield self.snapshot()
                     raise self.error
                 yield self.snapshot()
         finally:
@@ -428,14 +475,42 @@ class LiveAttack:
         return self.result
 
 
+#: what the runtime says when an allocation fails (CUDA, MPS, the CPU allocator)
+_OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "cannot allocate memory")
+OUT_OF_MEMORY_MESSAGE = ("the attack ran out of memory. Try a smaller image (downscale it), fewer "
+                         "iterations (fewer replay frames are kept) or a smaller model; "
+                         "the app is still running")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for an allocation failure: MemoryError, torch's OutOfMemoryError, or a RuntimeError
+    whose message says the allocator failed."""
+    oom_type = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    if isinstance(error, MemoryError) or (oom_type is not None and isinstance(error, oom_type)):
+        return True
+    message = str(error).lower()
+    return isinstance(error, RuntimeError) and any(words in message for words in _OUT_OF_MEMORY)
+
+
+def release_memory() -> None:
+    """Give cached accelerator memory back after an allocation failure, so the next run
+    (this session's or another's) starts from a clean slate."""
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def friendly_error(error: BaseException) -> BaseException:
-    """Turn errors a user can act on into :class:`InputError` with a suggestion."""
+    """Turn errors a user can act on into :class:`InputError` with a suggestion: bad input
+    stays as it is; running out of memory becomes :data:`OUT_OF_MEMORY_MESSAGE` (call
+    :func:`release_memory` once the original error, and the tensors its traceback holds,
+    are gone).  Anything else is returned unchanged."""
     if isinstance(error, InputError):
         return error
-    message = str(error)
-    if isinstance(error, MemoryError) or "out of memory" in message.lower():
-        return InputError("the attack ran out of memory: use a smaller image, fewer iterations "
-                          "(fewer replay frames) or the CPU")
+    if is_out_of_memory(error):
+        return InputError(OUT_OF_MEMORY_MESSAGE)
     return error
 
 

@@ -21,6 +21,7 @@ ends.
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -40,8 +41,9 @@ from explorer.attacks.core import SegmentationTask
 from explorer.attacks.registry import ADV_THRESHOLD, ParamSpec
 from explorer.errors import InputError
 from explorer.exports import RunSpec, image_digest, write_downloads
-from explorer.live import (TARGETS, Frame, LiveAttack, Scene, Snapshot, prepare_scene, run_metrics,
-                           target_choices)
+from explorer.images import MAX_UPLOAD_BYTES
+from explorer.live import (TARGETS, Frame, LiveAttack, Scene, Snapshot, friendly_error, prepare_scene,
+                           run_metrics, target_choices)
 from explorer.models import MODELS, available_models, get_model_entry
 from explorer.samples import list_samples
 
@@ -61,6 +63,8 @@ DEFAULT_ATTACK = "alma_prox"
 DEVICE = os.environ.get("EXPLORER_DEVICE") or None
 #: root of the per-session download folders
 TEMP_ROOT = Path(os.environ.get("EXPLORER_TMP", Path(tempfile.gettempdir()) / "seg-attack-explorer"))
+
+LOG = logging.getLogger(__name__)
 
 #: session hash -> the run it is streaming (Stop looks it up)
 ACTIVE_RUNS: Dict[str, LiveAttack] = {}
@@ -176,6 +180,19 @@ def warn(message: str) -> str:
     return f"⚠️ {message}"
 
 
+def problem(error: BaseException) -> str:
+    """The warning for an error raised while handling an event, so the app stays usable
+    whatever happened: bad input and running out of memory are explained (see
+    :func:`explorer.live.friendly_error`); anything else is logged with its traceback and
+    named, with the reassurance that the server keeps serving."""
+    error = friendly_error(error)
+    if isinstance(error, InputError):
+        return warn(str(error))
+    LOG.error("unexpected error in an event handler", exc_info=error)
+    return warn(f"something went wrong ({type(error).__name__}: {str(error)[:300]}). The app is still "
+                f"running: try again, or another image, model or attack")
+
+
 # --------------------------------------------------------------------------- views
 
 def views_of_frame(scene: Scene, frame) -> Dict[str, Any]:
@@ -223,13 +240,12 @@ def metrics_frame(metrics: Dict[str, Any]) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- event handlers
 
-def preview(model_name: str, sample: Optional[str], upload: Optional[np.ndarray], target: str,
-            target_upload: Optional[np.ndarray]):
+def preview(model_name: str, sample: Optional[str], upload: Any, target: str, target_upload: Any):
     """Clean view: image, reference labels, clean prediction, attack labels; a status line."""
     try:
         scene = prepare_scene(model_name, sample, upload, target, target_upload, device=DEVICE)
-    except InputError as error:
-        return None, None, None, None, warn(str(error))
+    except Exception as error:
+        return None, None, None, None, problem(error)
     dataset = scene.dataset
     image = render.image_to_uint8(scene.image)
     reference = render.upscale_nearest(render.colorize(scene.reference[0], dataset))
@@ -279,8 +295,8 @@ def run_attack(model_name, sample, upload, attack, target, target_upload, steps,
         scene = prepare_scene(model_name, sample, upload, target, target_upload, device=DEVICE)
         params = params_from_widgets(attack, steps, values)
         run = LiveAttack(scene, attack, params, seed=_whole(seed, "seed"), adv_threshold=nu)
-    except InputError as error:
-        yield {"status": warn(str(error))}
+    except Exception as error:
+        yield {"status": problem(error)}
         return
     _register(request, run)
     last_images = 0.0
@@ -295,12 +311,17 @@ def run_attack(model_name, sample, upload, attack, target, target_upload, steps,
                 update.update(adv_prediction=views["prediction"], perturbation=views["perturbation"][0],
                               adversarial=views["adversarial"], mask=views["mask"])
             yield update
-    except InputError as error:
-        yield {"status": warn(str(error))}
+    except Exception as error:  # the curves streamed so far stay on the page
+        yield {"status": problem(error)}
         return
     finally:
         _unregister(request, run)
-    yield finish_run(run, scene, model_name, sample, upload, request)
+    try:
+        final = finish_run(run, scene, model_name, sample, upload, request)
+    except Exception as error:
+        yield {"status": problem(error)}
+        return
+    yield final
 
 
 def finish_run(run: LiveAttack, scene: Scene, model_name: str, sample, upload, request) -> Dict[str, Any]:
@@ -309,7 +330,10 @@ def finish_run(run: LiveAttack, scene: Scene, model_name: str, sample, upload, r
     with torch.no_grad():
         adv_prediction = scene.model(result.adv_images[:1]).argmax(1)
     metrics = run_metrics(scene, result, adv_prediction)
-    image_name = sample if upload is None else f"upload:{image_digest(np.asarray(upload))}"
+    if upload is None:
+        image_name = sample
+    else:  # a file upload is named by its bytes, an array (API, notebooks) by its pixels
+        image_name = f"upload:{image_digest(upload if isinstance(upload, bytes) else np.asarray(upload))}"
     spec = RunSpec(model=model_name, image=image_name, attack=run.spec.name, target=scene.target,
                    params=dict(run.params), seed=run.seed, adv_threshold=run.adv_threshold)
     folder = session_folder(request)
@@ -379,8 +403,8 @@ def compare_attacks(model_name, sample, upload, target, target_upload, attacks, 
         return
     try:
         scene = prepare_scene(model_name, sample, upload, target, target_upload, device=DEVICE)
-    except InputError as error:
-        yield None, None, None, warn(str(error))
+    except Exception as error:
+        yield None, None, None, problem(error)
         return
     series: Dict[str, Dict[str, List[float]]] = {}
     rows = []
@@ -389,8 +413,8 @@ def compare_attacks(model_name, sample, upload, target, target_upload, attacks, 
         params = {"num_steps": steps} if "num_steps" in spec.defaults() else {}
         try:
             run = LiveAttack(scene, name, params, seed=_whole(seed, "seed"), adv_threshold=nu)
-        except InputError as error:
-            yield gr.update(), gr.update(), gr.update(), warn(str(error))
+        except Exception as error:
+            yield gr.update(), gr.update(), gr.update(), problem(error)
             return
         _register(request, run)
         try:
@@ -398,8 +422,8 @@ def compare_attacks(model_name, sample, upload, target, target_upload, attacks, 
                 series[name] = snap.history
                 yield (render.apsr_figure(series, nu), render.linf_figure(series), gr.update(),
                        f"comparing: {status_line(run, snap)}")
-        except InputError as error:
-            yield gr.update(), gr.update(), gr.update(), warn(str(error))
+        except Exception as error:
+            yield gr.update(), gr.update(), gr.update(), problem(error)
             return
         finally:
             _unregister(request, run)
@@ -426,6 +450,8 @@ def load_run_file(path: Optional[str]):
         get_model_entry(spec.model)
     except (InputError, OSError) as error:
         return [*keep, warn(f"run file not loaded: {error}")]
+    except Exception as error:
+        return [*keep, problem(error)]
     note = ""
     sample_update = gr.update(value=spec.image)
     if spec.is_upload:
@@ -478,15 +504,16 @@ def build_demo() -> gr.Blocks:
                 model = gr.Dropdown(model_choices(), value=model0, label="model", elem_id="model")
                 sample = gr.Dropdown(samples0, value=samples0[0] if samples0 else None, label="sample image",
                                      allow_custom_value=True, elem_id="sample")
-                upload = gr.Image(type="numpy", image_mode="RGB", sources=["upload"], label="…or upload an image "
-                                  "(attacked against its clean prediction)", height=140, elem_id="upload")
+                # uploads arrive as bytes and are decoded by explorer.images (limits, clear messages),
+                # never by the widget; the decoded picture is shown as the clean image
+                upload = gr.File(type="binary", label="…or upload an image (PNG, JPEG, WebP, BMP, TIFF, GIF; "
+                                 "attacked against its clean prediction)", height=110, elem_id="upload")
                 attack = gr.Dropdown(attack_choices(), value=DEFAULT_ATTACK, label="attack", elem_id="attack")
                 # every target is a valid value (API clients); the page narrows the choices per model
                 target = gr.Radio([(text, key) for key, text in TARGETS.items()], value="untargeted",
                                   label="target", elem_id="target")
-                target_upload = gr.Image(type="numpy", image_mode=None, sources=["upload"], height=110,
-                                         label="target label map (class ids or palette colours)",
-                                         elem_id="target-upload")
+                target_upload = gr.File(type="binary", height=110, elem_id="target-upload",
+                                        label="target label map (PNG of class ids or palette colours)")
                 steps = gr.Slider(1, MAX_STEPS, value=DEFAULT_STEPS, step=1, elem_id="steps",
                                   label="iterations (the attack's num_steps; per bisection step for the 13×T attacks)")
                 with gr.Row():
@@ -611,11 +638,20 @@ run_attack = gpu_wrapped(run_attack)
 compare_attacks = gpu_wrapped(compare_attacks)
 
 
+def queued(demo: gr.Blocks, concurrency: Optional[int] = None, queue_size: Optional[int] = None) -> gr.Blocks:
+    """Bound the work the server accepts: ``concurrency`` runs at once (default
+    :data:`CONCURRENCY`), at most ``queue_size`` waiting (default :data:`QUEUE_SIZE`); a
+    request beyond that is answered at once with Gradio's "queue is full" instead of
+    piling up memory and threads."""
+    return demo.queue(default_concurrency_limit=CONCURRENCY if concurrency is None else concurrency,
+                      max_size=QUEUE_SIZE if queue_size is None else queue_size)
+
+
 def launch(**kwargs) -> gr.Blocks:
-    """Build, queue (bounded concurrency and size) and launch the app."""
-    demo = build_demo()
-    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+    """Build, queue (bounded concurrency and size) and launch the app; uploads are limited to
+    :data:`explorer.images.MAX_UPLOAD_BYTES` by the server before our code sees them."""
+    demo = queued(build_demo())
     kwargs.setdefault("css", CSS)
-    kwargs.setdefault("max_file_size", "20mb")
+    kwargs.setdefault("max_file_size", MAX_UPLOAD_BYTES)
     demo.launch(**kwargs)
     return demo

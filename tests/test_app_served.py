@@ -4,34 +4,20 @@ The browser test needs Debian's ``chromium`` (``.ci/run`` installs it with apt).
 the test is skipped, unless ``EXPLORER_REQUIRE_BROWSER=1`` (set by CI), which makes a missing
 browser a failure.  Screenshots go to ``test-output/`` at the repository root.
 """
-import os
-import shutil
-import socket
 import time
 from pathlib import Path
 
 import pytest
 
-from explorer import ui
+from app_server import chromium_path, served_app
 
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url():
-    demo = ui.build_demo()
-    demo.queue(default_concurrency_limit=ui.CONCURRENCY, max_size=ui.QUEUE_SIZE)
-    port = _free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                css=ui.CSS)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
+    with served_app() as url:
+        yield url
 
 
 def test_client_streams_every_update_and_the_final_metrics(app_url):
@@ -68,21 +54,12 @@ def test_client_stop_keeps_the_partial_result(app_url):
     assert 1 <= iterations < 2000
 
 
-def _chromium():
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        if os.environ.get("EXPLORER_REQUIRE_BROWSER") == "1":
-            pytest.fail("chromium is required (EXPLORER_REQUIRE_BROWSER=1): apt-get install chromium")
-        pytest.skip("no chromium binary; install Debian's chromium package to run the browser test")
-    return path
-
-
 def _image_src(page, elem_id):
     return page.eval_on_selector(f"#{elem_id} img", "img => img.src") if page.query_selector(f"#{elem_id} img") else None
 
 
 def test_browser_run_watch_and_stop(app_url):
-    chromium = _chromium()
+    chromium = chromium_path()
     from playwright.sync_api import sync_playwright
 
     OUTPUT.mkdir(exist_ok=True)

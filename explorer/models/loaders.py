@@ -39,6 +39,9 @@ _PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HTT
 #: smp networks are fed multiples of this (their encoders' output stride)
 SMP_SIZE_DIVISOR = 32
 TORCHVISION_PREFIX = "torchvision:"
+#: why a weight file holding Python objects is refused (the words follow the file's name)
+REFUSED_PICKLE = ("holds Python objects besides tensors; it is refused, never unpickled (only "
+                  "safetensors files and plain tensor state dicts are read)")
 
 
 # -- network policy ----------------------------------------------------------------------
@@ -113,6 +116,8 @@ def read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
             state: Any = load_file(str(path), device="cpu")
         else:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise InputError(f"{path} {REFUSED_PICKLE}") from None
     except Exception as exc:  # OSError, RuntimeError, UnpicklingError, safetensors' SafetensorError, ...
         raise InputError(f"{path} is corrupt or not a weight file ({type(exc).__name__}: {exc})") from None
     for key in ("state_dict", "model"):  # training checkpoints wrap the state dict
@@ -403,6 +408,21 @@ def _processor_settings(path: Path) -> Dict[str, Any]:
     return settings
 
 
+def _no_unpickling(model_class: Any, directory: Path, name: str) -> Dict[str, Any]:
+    """``from_pretrained`` options that never unpickle: safetensors when the folder has
+    them, else ``weights_only=True`` for a ``pytorch_model.bin`` (a transformers too old to
+    accept it is refused rather than trusted to default to it)."""
+    import inspect
+
+    if (directory / "model.safetensors").is_file():
+        return {"use_safetensors": True}
+    if "weights_only" in inspect.signature(model_class.from_pretrained).parameters:
+        return {"weights_only": True}
+    raise InputError(f"model {name!r}: {directory} has no model.safetensors, and this transformers "
+                     f"version cannot be told to read pytorch_model.bin without unpickling it; "
+                     f"upgrade transformers or convert the weights to safetensors")
+
+
 def load_hf_segformer(source: str, *, name: str, dataset: str = "cityscapes",
                       input_size: Optional[Tuple[int, int]] = None) -> SegmentationModel:
     """A transformers ``SegformerForSemanticSegmentation`` checkpoint (local folder or hub id).
@@ -423,11 +443,14 @@ def load_hf_segformer(source: str, *, name: str, dataset: str = "cityscapes",
                               one_of=("model.safetensors", "pytorch_model.bin"),
                               optional=("preprocessor_config.json",))
     info = get_dataset(dataset)
+    options = _no_unpickling(SegformerForSemanticSegmentation, Path(directory), name)
     try:
-        net = SegformerForSemanticSegmentation.from_pretrained(str(directory), local_files_only=True)
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        net = SegformerForSemanticSegmentation.from_pretrained(str(directory), local_files_only=True, **options)
+    except pickle.UnpicklingError:
+        raise InputError(f"model {name!r}: {directory / 'pytorch_model.bin'} {REFUSED_PICKLE}") from None
+    except Exception as exc:  # OSError, ValueError, a damaged file, ...
         raise InputError(f"model {name!r}: cannot load a SegFormer from {directory} "
-                         f"({type(exc).__name__}: {exc})") from None
+                         f"({type(exc).__name__}: {str(exc)[:400]})") from None
     net = net.float()
     if net.config.num_labels != info.num_classes:
         raise InputError(f"model {name!r}: {directory} has {net.config.num_labels} labels, "
