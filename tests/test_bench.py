@@ -357,3 +357,22 @@ def test_adv_lib_comparison_imports_without_visdom():
     assert reference["median_255"] == pytest.approx(float(np.median(counted)))
     assert ratios[0]["median_ratio"] == pytest.approx(by["alma_prox (ours)"]["median_255"] / reference["median_255"])
     assert math.isfinite(ratios[0]["time_ratio"]) and ratios[0]["time_ratio"] > 0
+
+
+def test_pdpgd_is_on_par_with_the_reference_on_a_shipped_model():
+    """A regression guard: PDPGD once returned norms ~14x the reference's on street-fpn."""
+    pytest.importorskip("adv_lib", reason="adv-lib is optional: pip install --no-deps adv-lib==0.2.8")
+    from explorer.bench.compare import compare_with_reference
+    from explorer.models import load_model
+    from explorer.samples import list_samples, load_sample
+
+    model = load_model("street-fpn-mobilenet")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    names = list_samples("street")[:2]
+    images = torch.stack([load_sample(n)[0] for n in names])[..., 32:96, 64:192]
+    labels = torch.stack([load_sample(n)[1] for n in names])[..., 32:96, 64:192]
+    runs, (ratio,) = compare_with_reference(model, images, labels, targeted=False, num_steps=150,
+                                            attacks=("pdpgd",))
+    assert ratio["ours_success"] == 1.0
+    assert ratio["median_ratio"] < 1.3, runs

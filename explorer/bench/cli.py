@@ -64,7 +64,8 @@ def _side_by_side(args, compare) -> None:
     text, payload = [], {}
     for mode in args.modes:
         model, images, labels = _load_inputs(args, mode)
-        runs, ratios = compare(model, images, labels, mode == "targeted", num_steps=args.steps)
+        extra = {"attacks": tuple(args.attacks)} if hasattr(args, "attacks") else {}
+        runs, ratios = compare(model, images, labels, mode == "targeted", num_steps=args.steps, **extra)
         payload[mode] = {"runs": runs, "ratios": ratios}
         text.append(f"### {args.model}, {mode}, {len(images)} images, {args.steps} iterations, "
                     f"device {images.device}, torch {torch.__version__}\n\n"
@@ -103,6 +104,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         p.add_argument("--modes", nargs="+", default=["untargeted", "targeted"],
                        choices=["untargeted", "targeted"])
         p.add_argument("--out", type=Path, default=None, help="write <out>.md and <out>.json")
+        if name == "reference":
+            p.add_argument("--attacks", nargs="+", default=["alma_prox", "dag", "pdpgd"],
+                           choices=["alma_prox", "dag", "pdpgd"])
         _add_common(p)
 
     prox = sub.add_parser("prox", help="ternary search against DFB, accelerated DFB and Douglas–Rachford")

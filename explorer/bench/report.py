@@ -53,7 +53,8 @@ def minimal_norm_table(records: Sequence[Mapping]) -> List[Dict[str, object]]:
                      "success_rate": summary["success_rate"],
                      "forwards": float(np.mean([r["forwards"] for r in group])),
                      "backwards": float(np.mean([r["backwards"] for r in group]))})
-    return rows
+    untargeted_first = {"untargeted": 0, "targeted": 1}
+    return sorted(rows, key=lambda r: (r["model"], untargeted_first.get(r["mode"], 2)))  # stable: row order kept
 
 
 def failure_curves(records: Sequence[Mapping], thresholds_255: Sequence[float] | None = None
@@ -144,18 +145,20 @@ def plot_failure_png(curves: Mapping[str, Tuple[np.ndarray, np.ndarray]], title:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, sharey=True, figsize=(9, 3.6), gridspec_kw={"wspace": 0.04})
-    for row, (eps, failure) in curves.items():
-        line, = left.plot(eps[eps <= KNEE_255], failure[eps <= KNEE_255], label=row)
-        right.plot(eps[eps >= KNEE_255], failure[eps >= KNEE_255], color=line.get_color())
+    fig, (left, right) = plt.subplots(1, 2, sharey=True, figsize=(10, 3.6), gridspec_kw={"wspace": 0.04})
+    colors = plt.get_cmap("tab20").colors  # enough distinct colours for all of Table 1's rows
+    for i, (row, (eps, failure)) in enumerate(curves.items()):
+        color = colors[(2 * i) % 20 + (2 * i) // 20 % 2]
+        left.plot(eps[eps <= KNEE_255], failure[eps <= KNEE_255], label=row, color=color)
+        right.plot(eps[eps >= KNEE_255], failure[eps >= KNEE_255], color=color)
     left.set_xlim(0, KNEE_255)
     right.set_xscale("log")
     right.set_xlim(KNEE_255, 255)
     left.set_ylim(0, 1.02)
     left.set_ylabel("failure rate")
-    fig.supxlabel("ℓ∞ budget ε × 255 (linear to 2, log above)")
+    fig.supxlabel("ℓ∞ budget ε × 255 (linear to 2, log above)", y=-0.04)
     left.set_title(title, loc="left", fontsize=10)
-    left.legend(fontsize=7, loc="lower left")
+    fig.legend(fontsize=7, loc="center left", bbox_to_anchor=(0.91, 0.5), frameon=False)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 

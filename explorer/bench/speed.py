@@ -70,7 +70,7 @@ def time_prox(images: torch.Tensor, num_steps: int) -> float:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="explorer-bench speed", description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="fpn-mobilenet")
     parser.add_argument("--dataset", choices=["cityscapes", "voc"], default="cityscapes")
     parser.add_argument("--height", type=int, default=256)
@@ -79,7 +79,10 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
