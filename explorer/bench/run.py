@@ -8,7 +8,9 @@ computed the same way whatever the number of processes: a ``torchrun`` run gives
 records of a single-process run (up to the time fields).
 
 A batch whose images are all in the results file is skipped; one with some images missing
-(a killed run) is rerun on the missing ones only.
+(a killed run) is rerun on the missing ones only — as a smaller batch with its own seed, so
+an attack with random starts may then differ from an uninterrupted run on those images.
+With ``--batch-size 1`` (the default) no batch is ever partly finished.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
