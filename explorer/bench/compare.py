@@ -100,21 +100,25 @@ def compare_with_reference(model, images: Tensor, labels: Tensor, targeted: bool
     from explorer.attacks import ATTACKS
 
     reference = import_adv_lib()
-    settings = {  # the ALMA prox paper's experiment settings for the reference code
-        "alma_prox": dict(num_steps=num_steps, lr_init=1e-3, lr_reduction=0.1, μ_init=1, ρ_init=0.01,
-                          scale_min=0.1, scale_max=1, scale_init=1, α=0.8, constraint_masking=True,
-                          mask_decay=True),
-        "dag": dict(max_iter=num_steps, γ=0.003, p=float("inf")),
-        "pdpgd": dict(norm=float("inf"), num_steps=num_steps, primal_lr=0.01, dual_ratio_init=1),
-    }
+
+    def settings(name: str, steps: int) -> Dict[str, object]:  # the ALMA prox paper's settings for adv-lib
+        return {"alma_prox": dict(num_steps=steps, lr_init=1e-3, lr_reduction=0.1, μ_init=1, ρ_init=0.01,
+                                  scale_min=0.1, scale_max=1, scale_init=1, α=0.8, constraint_masking=True,
+                                  mask_decay=True),
+                "dag": dict(max_iter=steps, γ=0.003, p=float("inf")),
+                "pdpgd": dict(norm=float("inf"), num_steps=steps, primal_lr=0.01, dual_ratio_init=1)}[name]
+
     ours = {"alma_prox": dict(num_steps=num_steps), "dag": dict(num_steps=num_steps, step_size=0.003),
             "pdpgd": dict(num_steps=num_steps)}
+    for name in attacks:  # warm-up (adv-lib compiles its prox with torch.compile on first use): not timed
+        reference[name](model, images[:1], labels[:1], targeted=targeted, **settings(name, 2))
+        ATTACKS[name](model, images[:1], labels[:1], targeted=targeted, num_steps=2)
     runners: Dict[str, Callable[[], Tensor]] = {}
     for name in attacks:
         runners[f"{name} (ours)"] = (lambda n=name: ATTACKS[n](model, images, labels, targeted=targeted,
                                                               **ours[n]).adv_images)
         runners[f"{name} (adv-lib)"] = (lambda n=name: reference[n](model, images, labels, targeted=targeted,
-                                                                   **settings[n]))
+                                                                   **settings(n, num_steps)))
     runs = run_side_by_side(model, images, labels, targeted, runners)
     by_name = {r["run"]: r for r in runs}
     ratios = [ratio_row(by_name[f"{n} (ours)"], by_name[f"{n} (adv-lib)"], n) for n in attacks]
