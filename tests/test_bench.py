@@ -376,3 +376,13 @@ def test_pdpgd_is_on_par_with_the_reference_on_a_shipped_model():
                                             attacks=("pdpgd",))
     assert ratio["ours_success"] == 1.0
     assert ratio["median_ratio"] < 1.3, runs
+
+
+def test_bad_command_line_input_exits_with_its_message(tmp_path):
+    from explorer.bench.cli import main
+
+    with pytest.raises(SystemExit, match="unknown attack 'nope'"):
+        main(["run", "--attacks", "nope", "--out", str(tmp_path / "r.jsonl")])
+    with pytest.raises(SystemExit, match="seed range"):
+        main(["run", "--images", "seeds:5-1", "--attacks", "dag", "--out", str(tmp_path / "r.jsonl")])
+    assert not (tmp_path / "r.jsonl").exists()

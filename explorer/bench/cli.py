@@ -74,7 +74,18 @@ def _side_by_side(args, compare) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="explorer-bench", description=__doc__.split("\n\n")[0])
+    """Run a subcommand; bad input (an unknown attack, image source, parameter) exits with its message."""
+    from explorer.errors import InputError
+
+    try:
+        _main(argv)
+    except InputError as error:
+        sys.exit(f"explorer-bench: {error}")
+
+
+def _main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog="explorer-bench", description="Seed 001's evaluation on any model: "
+                                     "resumable runs, reports, comparisons with the reference, speed.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="attack images, append per-image results to a JSONL file")
