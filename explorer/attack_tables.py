@@ -25,8 +25,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import torch
 
 from explorer.attacks import ATTACKS
-from explorer.metrics import (confusion_matrix, greedy_worst_case_miou, mean_iou, norm_summary,
-                              pixel_accuracy)
+from explorer.metrics import confusion_matrix, greedy_worst_case_miou, mean_iou, norm_summary
 
 #: minimal-norm rows of seed 001's Table 1: (row title, attack, parameters)
 TABLE1_ROWS = (
@@ -152,10 +151,9 @@ def fixed_budget_markdown(fixed: List[Dict[str, object]]) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    from explorer.live import MAJORITY_TARGET_PNG, target_choices
+    from explorer.bench.sources import attack_labels, world_of
     from explorer.models import load_model
-    from explorer.samples import list_samples, load_sample, read_label_png
-    from explorer.targets import background_target, resize_label_map
+    from explorer.samples import list_samples, load_sample
 
     parser = argparse.ArgumentParser(description="Table 1 (minimal-norm) and fixed-budget tables on the samples.")
     parser.add_argument("--model", default="street-fpn-mobilenet")
@@ -172,18 +170,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     model = load_model(args.model)
     for p in model.parameters():
         p.requires_grad_(False)
-    world = "street" if model.dataset.name == "cityscapes" else "objects"
-    names = list_samples(world)[: args.samples]
+    names = list_samples(world_of(model))[: args.samples]
     images = torch.stack([load_sample(n)[0] for n in names]).to(next(model.parameters()).device)
     labels = torch.stack([load_sample(n)[1] for n in names]).to(images.device)
     fraction = 0.2 if args.quick else 1.0
-    targets = {"untargeted": labels}
-    if "background" in target_choices(model.dataset):
-        targets["targeted (background)"] = background_target(labels, model.dataset.background_class,
-                                                             num_classes=model.num_classes)
-    else:
-        layout = resize_label_map(read_label_png(MAJORITY_TARGET_PNG), labels.shape[-2:])
-        targets["targeted (majority layout)"] = layout.expand_as(labels).to(images.device)
+    target_name = "background" if model.dataset.background_class is not None else "majority layout"
+    targets = {"untargeted": labels, f"targeted ({target_name})": attack_labels(model, labels, "targeted")}
     minimal = {}
     for mode, y in ({} if args.skip_minimal else targets).items():
         minimal[mode] = minimal_norm_rows(model, images, y, mode != "untargeted", fraction=fraction)

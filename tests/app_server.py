@@ -31,6 +31,24 @@ def served_app(concurrency: Optional[int] = None, queue_size: Optional[int] = No
         demo.close()
 
 
+@contextlib.contextmanager
+def app_page(url: str, height: int = 1200):
+    """A headless Chromium page (Debian's chromium through Playwright) on the app at ``url``,
+    once the app says it is ready; the browser is closed afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = chromium_path()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": height})
+            page.goto(url)
+            page.wait_for_function("document.querySelector('#status')?.innerText.includes('Press')", timeout=60000)
+            yield page
+        finally:
+            browser.close()
+
+
 def chromium_path() -> str:
     """Debian's ``chromium`` for Playwright.  Missing, the calling test is skipped, unless
     ``EXPLORER_REQUIRE_BROWSER=1`` (set by CI) makes that a failure."""

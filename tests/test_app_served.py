@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app_server import chromium_path, served_app
+from app_server import app_page, served_app
 
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
 
@@ -59,48 +59,39 @@ def _image_src(page, elem_id):
 
 
 def test_browser_run_watch_and_stop(app_url):
-    chromium = chromium_path()
-    from playwright.sync_api import sync_playwright
-
     OUTPUT.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1300})
-            page.goto(app_url)
-            page.wait_for_function("document.querySelector('#status')?.innerText.includes('Press')", timeout=60000)
-            # pick another sample from the gallery drop-down
-            page.click("#sample input")
-            page.click("ul[role=listbox] li:has-text('street-003')")
-            page.wait_for_function("document.querySelector('#status').innerText.includes('street-003')",
-                                   timeout=30000)
-            page.fill("#steps input[type=number]", "20")
-            page.press("#steps input[type=number]", "Enter")
-            page.click("#run-button")
-            page.wait_for_function("document.querySelector('#status').innerText.includes('finished after 20')",
-                                   timeout=120000)
-            # the curves were drawn (plotly traces) and the adversarial prediction is shown
-            assert page.locator("#apsr-plot .scatterlayer .trace").count() >= 2
-            assert page.locator("#linf-plot .scatterlayer .trace").count() >= 2
-            first_prediction = _image_src(page, "adv-prediction")
-            assert first_prediction
-            assert "iterations" in page.inner_text("#metrics-table")
-            page.screenshot(path=str(OUTPUT / "browser_run.png"), full_page=True)
+    with app_page(app_url, height=1300) as page:
+        # pick another sample from the gallery drop-down
+        page.click("#sample input")
+        page.click("ul[role=listbox] li:has-text('street-003')")
+        page.wait_for_function("document.querySelector('#status').innerText.includes('street-003')",
+                               timeout=30000)
+        page.fill("#steps input[type=number]", "20")
+        page.press("#steps input[type=number]", "Enter")
+        page.click("#run-button")
+        page.wait_for_function("document.querySelector('#status').innerText.includes('finished after 20')",
+                               timeout=120000)
+        # the curves were drawn (plotly traces) and the adversarial prediction is shown
+        assert page.locator("#apsr-plot .scatterlayer .trace").count() >= 2
+        assert page.locator("#linf-plot .scatterlayer .trace").count() >= 2
+        first_prediction = _image_src(page, "adv-prediction")
+        assert first_prediction
+        assert "iterations" in page.inner_text("#metrics-table")
+        page.screenshot(path=str(OUTPUT / "browser_run.png"), full_page=True)
 
-            # a longer run, stopped while it runs: the prediction changes and the run says it stopped
-            page.fill("#steps input[type=number]", "2000")
-            page.press("#steps input[type=number]", "Enter")
-            page.click("#run-button")
-            page.wait_for_function("document.querySelector('#status').innerText.includes('running')",
-                                   timeout=60000)
-            page.wait_for_function(
-                f"(document.querySelector('#adv-prediction img')||{{}}).src !== {first_prediction!r}",
-                timeout=60000)
-            page.click("#stop-button")
-            page.wait_for_function("document.querySelector('#status').innerText.includes('stopped after')",
-                                   timeout=60000)
-            status = page.inner_text("#status")
-            assert "2000 iterations" not in status
-            page.screenshot(path=str(OUTPUT / "browser_stopped.png"), full_page=True)
-        finally:
-            browser.close()
+        # a longer run, stopped while it runs: the prediction changes and the run says it stopped
+        page.fill("#steps input[type=number]", "2000")
+        page.press("#steps input[type=number]", "Enter")
+        page.click("#run-button")
+        page.wait_for_function("document.querySelector('#status').innerText.includes('running')",
+                               timeout=60000)
+        page.wait_for_function(
+            f"(document.querySelector('#adv-prediction img')||{{}}).src !== {first_prediction!r}",
+            timeout=60000)
+        page.click("#stop-button")
+        page.wait_for_function("document.querySelector('#status').innerText.includes('stopped after')",
+                               timeout=60000)
+        status = page.inner_text("#status")
+        assert "2000 iterations" not in status
+        page.screenshot(path=str(OUTPUT / "browser_stopped.png"), full_page=True)
+

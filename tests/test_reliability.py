@@ -528,7 +528,9 @@ def test_out_of_memory_during_an_attack_is_reported_with_a_suggestion(small_scen
     assert LiveAttack(small_scene, "alma_prox", {"num_steps": 2}).run().iterations == 2
 
 
-def test_out_of_memory_in_the_app_is_a_warning_and_the_next_run_works(monkeypatch):
+def run_out_of_memory_in_the_app(monkeypatch):
+    """Make the app's scenes use a model that runs out of CUDA memory after 3 forwards;
+    returns the real ``prepare_scene`` to put back."""
     real = ui.prepare_scene
 
     def failing_scene(*args, **kwargs):
@@ -537,6 +539,11 @@ def test_out_of_memory_in_the_app_is_a_warning_and_the_next_run_works(monkeypatc
         return dataclasses.replace(scene, model=RunsOutOfMemory(scene.model, error, after=3))
 
     monkeypatch.setattr(ui, "prepare_scene", failing_scene)
+    return real
+
+
+def test_out_of_memory_in_the_app_is_a_warning_and_the_next_run_works(monkeypatch):
+    real = run_out_of_memory_in_the_app(monkeypatch)
     updates = run_event(upload=png(), steps=20)
     assert updates[-1]["status"].startswith("⚠️") and "smaller image" in updates[-1]["status"]
     assert any("apsr_plot" in u for u in updates[:-1])  # the curves streamed before stay shown
@@ -668,14 +675,7 @@ def test_the_served_app_warns_about_bad_files_and_out_of_memory_and_keeps_servin
     final = client.predict("street-fpn-mobilenet", None, handle_file(str(corrupt)), "alma_prox", "untargeted",
                            None, 3, 0, 0.99, api_name="/run")
     assert final[0].startswith("⚠️") and "damaged" in final[0]
-    real = ui.prepare_scene
-
-    def failing_scene(*args, **kwargs):
-        scene = real(*args, **kwargs)
-        error = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
-        return dataclasses.replace(scene, model=RunsOutOfMemory(scene.model, error, after=3))
-
-    monkeypatch.setattr(ui, "prepare_scene", failing_scene)
+    real = run_out_of_memory_in_the_app(monkeypatch)
     good = tmp_path / "good.png"
     good.write_bytes(png())
     final = client.predict("street-fpn-mobilenet", None, handle_file(str(good)), "alma_prox", "untargeted",
@@ -688,25 +688,16 @@ def test_the_served_app_warns_about_bad_files_and_out_of_memory_and_keeps_servin
 
 
 def test_the_browser_shows_a_warning_for_a_damaged_upload_and_then_takes_a_good_one(small_app, tmp_path):
-    from app_server import chromium_path
-    from playwright.sync_api import sync_playwright
+    from app_server import app_page
 
-    chromium = chromium_path()
     damaged, good = tmp_path / "damaged.png", tmp_path / "good.png"
     damaged.write_bytes(png(40, 60)[:120])
     good.write_bytes(png(40, 60))
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1200})
-            page.goto(small_app)
-            page.wait_for_function("document.querySelector('#status')?.innerText.includes('Press')", timeout=60000)
-            page.set_input_files("#upload input[type=file]", str(damaged))
-            page.wait_for_function("document.querySelector('#status').innerText.includes('damaged')",
-                                   timeout=30000)
-            page.click("#upload button[aria-label='Clear']")
-            page.set_input_files("#upload input[type=file]", str(good))
-            page.wait_for_function("document.querySelector('#status').innerText.includes('upload (60×40)')",
-                                   timeout=30000)
-        finally:
-            browser.close()
+    with app_page(small_app) as page:
+        page.set_input_files("#upload input[type=file]", str(damaged))
+        page.wait_for_function("document.querySelector('#status').innerText.includes('damaged')",
+                               timeout=30000)
+        page.click("#upload button[aria-label='Clear']")
+        page.set_input_files("#upload input[type=file]", str(good))
+        page.wait_for_function("document.querySelector('#status').innerText.includes('upload (60×40)')",
+                               timeout=30000)

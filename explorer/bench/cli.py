@@ -30,8 +30,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: this rank's GPU, else CPU)")
 
 
-def _load_inputs(args, mode: str):
-    from explorer.bench.sources import attack_labels, open_source
+def _load_inputs(args):
+    """The model (frozen) and the chosen images with their ground truth, on the model's device."""
+    from explorer.bench.sources import open_source
     from explorer.models import load_model
 
     model = load_model(args.model, device=args.device)
@@ -40,8 +41,7 @@ def _load_inputs(args, mode: str):
     source = open_source(args.images, model, args.limit)
     images, labels = source.load(source.ids)
     device = next(model.parameters()).device
-    images, labels = images.to(device), labels.to(device)
-    return model, images, attack_labels(model, labels, mode)
+    return model, images.to(device), labels.to(device)
 
 
 def _print_and_save(text: str, payload: dict, out: Optional[Path]) -> None:
@@ -61,10 +61,13 @@ RATIO_COLUMNS = (("attack", "attack", ""), ("median ours / ref", "median_ratio",
 
 
 def _side_by_side(args, compare) -> None:
+    from explorer.bench.sources import attack_labels
+
     text, payload = [], {}
+    model, images, ground_truth = _load_inputs(args)
+    extra = {"attacks": tuple(args.attacks)} if hasattr(args, "attacks") else {}
     for mode in args.modes:
-        model, images, labels = _load_inputs(args, mode)
-        extra = {"attacks": tuple(args.attacks)} if hasattr(args, "attacks") else {}
+        labels = attack_labels(model, ground_truth, mode)
         runs, ratios = compare(model, images, labels, mode == "targeted", num_steps=args.steps, **extra)
         payload[mode] = {"runs": runs, "ratios": ratios}
         text.append(f"### {args.model}, {mode}, {len(images)} images, {args.steps} iterations, "

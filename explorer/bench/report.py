@@ -23,9 +23,9 @@ from typing import Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
+from explorer.bench.run import CLEAN_ROW
 from explorer.metrics import failure_rate_curve, norm_summary
 
-CLEAN_ROW = "clean"
 KNEE_255 = 2.0  # failure-rate plots: linear up to 2/255, log-scaled above
 
 

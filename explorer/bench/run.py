@@ -25,6 +25,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from explorer.bench.store import record_key
 from explorer.errors import InputError
 
 #: the row holding each image's clean prediction (accuracy and per-class IoU without attack)
@@ -54,8 +55,6 @@ class Batch:
     image_ids: Tuple[str, ...]
 
     def key(self, image: str) -> str:
-        from explorer.bench.store import record_key
-
         return record_key(self.model, self.row.label, self.mode, self.eps_255, image)
 
     @property

@@ -75,16 +75,19 @@ def open_source(spec: str, model, limit: int | None = None) -> ImageSource:
 
 
 def _samples_source(world: str) -> ImageSource:
-    from explorer.samples import list_samples, load_sample
+    from explorer.samples import SAMPLES_DIR, list_samples, load_sample
 
     names = list_samples(world)
-    sizes = tuple(tuple(load_sample(n)[1].shape) for n in names)
+    sizes = []
+    for n in names:  # from the PNG header: the pixels are read once, when a batch runs
+        with Image.open(SAMPLES_DIR / f"{n}.png") as im:
+            sizes.append((im.size[1], im.size[0]))
 
     def load(ids):
         loaded = [load_sample(i.split("/", 1)[1]) for i in ids]
         return torch.stack([x for x, _, _ in loaded]), torch.stack([y for _, y, _ in loaded])
 
-    return ImageSource("samples", tuple(f"samples/{n}" for n in names), sizes, load)
+    return ImageSource("samples", tuple(f"samples/{n}" for n in names), tuple(sizes), load)
 
 
 def _seeds_source(spec: str, world: str) -> ImageSource:
@@ -145,7 +148,8 @@ def attack_labels(model, labels: Tensor, mode: str) -> Tensor:
     Targeted follows seed 001 §6: the background class for datasets that have one (VOC),
     otherwise the smoothed majority-label street layout (Cityscapes), resized to the labels.
     """
-    from explorer.samples import SAMPLES_DIR, read_label_png
+    from explorer.live import MAJORITY_TARGET_PNG
+    from explorer.samples import read_label_png
     from explorer.targets import background_target, resize_label_map
 
     if mode == "untargeted":
@@ -154,6 +158,6 @@ def attack_labels(model, labels: Tensor, mode: str) -> Tensor:
     if dataset.background_class is not None:
         return background_target(labels, dataset.background_class, num_classes=dataset.num_classes)
     if dataset.name == "cityscapes":
-        layout = read_label_png(SAMPLES_DIR / "street_majority_target.png")
+        layout = read_label_png(MAJORITY_TARGET_PNG)
         return resize_label_map(layout, labels.shape[-2:]).expand_as(labels).to(labels.device)
     raise InputError(f"no targeted setting for {dataset.name} classes (no background class, no layout)")
