@@ -240,6 +240,43 @@ def test_killed_run_restarts_without_losing_finished_images(tmp_path, single_pro
     assert _without_times(after) == _without_times(single_process_records)
 
 
+def test_ranks_coordinate_through_the_store_alone():
+    """Three ranks (threads on one in-memory store) arriving at different times sum exactly,
+    nobody passes a barrier early, and the store's host leaves last."""
+    import threading
+
+    import torch.distributed as torch_dist
+
+    from explorer.bench.run import Distributed
+
+    store = torch_dist.HashStore()
+    events, results = [], {}
+
+    def rank_main(rank):
+        d = Distributed(rank, 3, rank, store, hosts_store=rank == 0)
+        d.POLL_SECONDS = 0.01
+        time.sleep(0.05 * (2 - rank))  # rank 2 arrives first, rank 0 last
+        events.append(("arrive", rank))
+        d.barrier()
+        events.append(("pass", rank))
+        results[rank] = (d.sum([rank, 10 * rank + 1]), d.sum([1]))
+        if rank != 0:
+            time.sleep(0.1)  # the host must wait for the others to leave
+        d.close()
+        events.append(("left", rank))
+
+    threads = [threading.Thread(target=rank_main, args=(r,)) for r in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert results == {r: ([3, 33], [3]) for r in range(3)}
+    first_pass = min(i for i, e in enumerate(events) if e[0] == "pass")
+    assert sum(e[0] == "arrive" for e in events[:first_pass]) == 3
+    assert events[-1] == ("left", 0)
+    assert Distributed().sum([4, 5]) == [4, 5]  # a single process needs no store
+
+
 def test_torchrun_two_processes_gives_the_single_process_records(tmp_path, single_process_records):
     out = tmp_path / "r.jsonl"
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",

@@ -208,30 +208,46 @@ def execute_batch(batch: Batch, model, source, seed: int = 0) -> List[Dict[str, 
 
 @dataclass
 class Distributed:
-    """This process's place in a ``torchrun`` job (rank 0 of 1 without one)."""
+    """This process's place in a ``torchrun`` job (rank 0 of 1 without one).
+
+    The ranks share no tensors — results go through files — so they coordinate through
+    torch.distributed's rendezvous *store* alone (the key–value store ``torchrun`` hosts)
+    and never start a communication backend.  This keeps a many-hour benchmark free of a
+    backend's collective timeout (a rank that finishes first simply polls the store), and
+    avoids gloo's teardown, which once aborted a finished rank at exit ("terminate called
+    without an active exception").
+    """
 
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    started_here: bool = field(default=False, repr=False)
+    store: Optional[object] = field(default=None, repr=False)
+    hosts_store: bool = field(default=False, repr=False)
+    _rounds: int = field(default=0, repr=False)
+
+    #: seconds between two looks at the store while waiting for the other ranks
+    POLL_SECONDS = 0.2
 
     @classmethod
     def from_environment(cls) -> "Distributed":
-        """Join the process group ``torchrun`` describes in the environment, if any.
+        """Join the rendezvous that ``torchrun`` describes in the environment, if any.
 
-        The ranks exchange only barriers and a few counters (results go through files), so the
-        group always uses gloo, on CPU and GPU machines alike; each rank computes on its own GPU.
+        Inside a process that already has a default process group, its store is reused.
         """
         import torch.distributed as dist
 
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         if world_size <= 1:
             return cls()
-        started = False
-        if not dist.is_initialized():
-            dist.init_process_group("gloo")
-            started = True
-        return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), started)
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if dist.is_initialized():
+            store = dist.distributed_c10d._get_default_store()
+            rank, world_size, hosts = dist.get_rank(), dist.get_world_size(), False
+        else:
+            store, rank, world_size = next(dist.rendezvous("env://"))
+            agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true"
+            hosts = rank == 0 and not agent_store
+        return cls(rank, world_size, local_rank, dist.PrefixStore("explorer-bench", store), hosts)
 
     def device(self, requested: Optional[str]) -> torch.device:
         if requested:
@@ -240,27 +256,37 @@ class Distributed:
             return torch.device("cuda", self.local_rank % torch.cuda.device_count())
         return torch.device("cpu")
 
-    def barrier(self) -> None:
-        if self.world_size > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
+    def _wait_for_all(self, key: str) -> None:
+        while self.store.add(key, 0) < self.world_size:
+            time.sleep(self.POLL_SECONDS)
 
     def sum(self, values: Sequence[int]) -> List[int]:
-        """Element-wise sum over the ranks (also a barrier)."""
+        """Element-wise sum over the ranks; returns once every rank has contributed (a barrier)."""
         if self.world_size == 1:
             return list(values)
-        import torch.distributed as dist
+        self._rounds += 1
+        prefix = f"round{self._rounds}"
+        for i, v in enumerate(values):
+            self.store.add(f"{prefix}/value{i}", int(v))
+        self.store.add(f"{prefix}/arrived", 1)
+        self._wait_for_all(f"{prefix}/arrived")
+        return [self.store.add(f"{prefix}/value{i}", 0) for i in range(len(values))]
 
-        total = torch.tensor(list(values), dtype=torch.long)
-        dist.all_reduce(total)
-        return total.tolist()
+    def barrier(self) -> None:
+        """Return once every rank has reached this barrier."""
+        self.sum([])
 
-    def close(self) -> None:
-        if self.started_here:
-            import torch.distributed as dist
+    def close(self, finished: bool = True) -> None:
+        """Leave the job.
 
-            dist.destroy_process_group()
+        After a finished run, a rank that hosts the store waits until every rank has read its
+        last result.  After a failure nobody waits: the launcher stops the other ranks.
+        """
+        if self.world_size == 1 or not finished:
+            return
+        self.store.add("left", 1)
+        if self.hosts_store:
+            self._wait_for_all("left")
 
 
 def run_benchmark(models: Sequence[str], rows: Sequence[AttackRow], out: Path, *, images: str = "samples",
@@ -312,6 +338,8 @@ def run_benchmark(models: Sequence[str], rows: Sequence[AttackRow], out: Path, *
         if dist.rank == 0:
             merge_parts(out)
         counts = dist.sum([len(todo), len(mine) - len(todo)])
-        return {"batches": len(work), "run": counts[0], "skipped": counts[1]}
-    finally:
-        dist.close()
+    except BaseException:
+        dist.close(finished=False)
+        raise
+    dist.close()
+    return {"batches": len(work), "run": counts[0], "skipped": counts[1]}
