@@ -310,8 +310,22 @@ def test_l1_ball_projection_against_bisection():
         torch.testing.assert_close(p[i], expected, atol=1e-10, rtol=0)
 
 
-def test_exact_prox_against_brute_force_beta_grid():
-    delta, lam, lower, upper, h = random_problem(3, 40, seed=5)
+def _partly_clipped_problem():
+    """Pixels just inside the box, pushed past it: the box clips them to a non-zero magnitude
+    (``t > m``), so f' jumps there and beta* can sit exactly on a jump (the largest one, for
+    the first image)."""
+    g = torch.Generator().manual_seed(11)
+    x = torch.rand(3, 40, generator=g, dtype=torch.float64) * 0.02
+    delta = -(0.02 + torch.rand(3, 40, generator=g, dtype=torch.float64) * 0.05)
+    h = 0.1 + torch.rand(3, 40, generator=g, dtype=torch.float64)
+    lam = torch.tensor([1e-4, 5e-3, 2e-2], dtype=torch.float64)
+    return delta, lam, -x, 1 - x, h
+
+
+@pytest.mark.parametrize("problem", ["random", "partly clipped"])
+def test_exact_prox_against_brute_force_beta_grid(problem):
+    delta, lam, lower, upper, h = (random_problem(3, 40, seed=5) if problem == "random"
+                                   else _partly_clipped_problem())
     exact = exact_prox(delta, lam, lower, upper, h)
     best = prox_objective(exact, delta, lam, h)
     for i in range(3):

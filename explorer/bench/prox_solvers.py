@@ -50,10 +50,16 @@ def project_l1_ball(v: Tensor, radius: Tensor) -> Tensor:
 def exact_prox(delta: Tensor, lam: Tensor, lower: Tensor, upper: Tensor, metric: Tensor | None = None) -> Tensor:
     """Exact solution by sorting.
 
-    With ``m = |P_box(delta)|`` and ``t = sign(P_box(delta)) delta``, the objective in
-    ``beta`` has derivative ``f'(beta) = lam - sum_{i: m_i > beta} h_i (t_i - beta)``, increasing
-    and piecewise linear; between consecutive sorted ``m`` its root is
-    ``beta = (sum_{top k} h t - lam) / sum_{top k} h``.  ``beta* = 0`` when ``f'(0) >= 0``.
+    With ``m = |P_box(delta)|`` and ``t = sign(P_box(delta)) delta`` (``t >= m``), the objective
+    in ``beta`` has derivative ``f'(beta) = lam - sum_{i: m_i > beta} h_i (t_i - beta)``,
+    increasing and piecewise linear, with a downward jump at an ``m_i`` that the box clipped
+    (``t_i > m_i``).  With ``m`` sorted in decreasing order, on the piece ``[m_{k+1}, m_k]``
+    exactly the top ``k`` are active and ``f'`` vanishes at
+    ``beta_k = (sum_{top k} h t - lam) / sum_{top k} h``.  A piece lies entirely below
+    ``beta*`` iff ``beta_k > m_k``; every other piece gives ``max(beta_k, m_{k+1}) >= beta*``,
+    with equality on the piece that holds ``beta*`` (or ends at it, when ``beta*`` is a
+    jump).  So ``beta*`` is the smallest of those values, and ``m_1`` when every piece lies
+    below it.
     """
     h = torch.ones_like(delta) if metric is None else metric
     projected = torch.maximum(torch.minimum(delta, upper), lower)
@@ -63,13 +69,11 @@ def exact_prox(delta: Tensor, lam: Tensor, lower: Tensor, upper: Tensor, metric:
     m = magnitude.gather(1, order)
     t = target.gather(1, order)
     hs = h.gather(1, order)
-    beta_k = ((hs * t).cumsum(1) - lam[:, None]) / hs.cumsum(1)  # root if exactly the top k are clipped
+    beta_k = ((hs * t).cumsum(1) - lam[:, None]) / hs.cumsum(1)  # root if exactly the top k are active
     next_m = torch.cat([m[:, 1:], torch.zeros_like(m[:, :1])], dim=1)
-    valid = (beta_k <= m) & (beta_k >= next_m)
-    first = valid.float().argmax(1)
-    beta = beta_k.gather(1, first[:, None]).clamp_min(0)
-    beta = torch.where(valid.any(1, keepdim=True), beta, torch.zeros_like(beta))
-    return sign * torch.minimum(magnitude, beta)
+    candidates = torch.maximum(beta_k, next_m).masked_fill(beta_k > m, float("inf"))
+    beta = torch.minimum(candidates.amin(1), m[:, 0]).clamp_min(0)
+    return sign * torch.minimum(magnitude, beta[:, None])
 
 
 def dual_forward_backward(delta, lam, lower, upper, iterations: int, metric: Tensor | None = None,
