@@ -20,7 +20,7 @@ import math
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
@@ -33,7 +33,7 @@ from explorer.attacks.core import AttackResult, IterationRecord
 from explorer.datasets import IGNORE_INDEX, DatasetInfo
 from explorer.errors import InputError
 from explorer.metrics import apsr, confusion_matrix, mean_iou, pixel_accuracy
-from explorer.models import get_model_entry, load_model
+from explorer.models import load_model
 from explorer.samples import SAMPLES_DIR, load_sample, read_label_png
 from explorer.targets import background_target, custom_target, resize_label_map
 

@@ -57,6 +57,16 @@ def test_minimal_norm_attacks_reach_the_optimum_within_their_factor(name, target
 
 
 @pytest.mark.parametrize("targeted", [False, True])
+@pytest.mark.parametrize("name", ["alma_prox", "pdpgd"])
+def test_the_histogram_prox_solver_reaches_the_same_optimum(name, targeted):
+    model, images, labels, optimum = problem(targeted)
+    result = ATTACKS[name](model, images, labels, targeted=targeted, prox_solver="histogram")
+    assert result.success.all(), (name, result.apsr)
+    assert (result.linf >= optimum * (1 - 1e-4)).all()
+    assert (result.linf <= FACTOR[name] * optimum).all(), (name, result.linf / optimum)
+
+
+@pytest.mark.parametrize("targeted", [False, True])
 @pytest.mark.parametrize("name", FIXED_BUDGET)
 def test_fixed_budget_attacks_succeed_above_the_optimum_and_cannot_below(name, targeted):
     model, images, labels, optimum = problem(targeted)

@@ -362,8 +362,8 @@ def test_prox_command(capsys):
 
     main(["prox", "--count", "2", "--dim", "300", "--iterations", "5", "50"])
     text = capsys.readouterr().out
-    for name in ("ternary search (tol 1e-06)", "exact (sort)", "| DFB | 50 |", "accelerated DFB",
-                 "Douglas–Rachford"):
+    for name in ("ternary search (tol 1e-06)", "histogram (tol 1e-06)", "exact (sort)", "| DFB | 50 |",
+                 "accelerated DFB", "Douglas–Rachford"):
         assert name in text
 
 
@@ -437,3 +437,14 @@ def test_bad_command_line_input_exits_with_its_message(tmp_path):
     with pytest.raises(SystemExit, match="seed range"):
         main(["run", "--images", "seeds:5-1", "--attacks", "dag", "--out", str(tmp_path / "r.jsonl")])
     assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_speed_command_reports_both_prox_solvers(capsys):
+    from explorer.bench.cli import main
+
+    main(["speed", "--height", "32", "--width", "64", "--steps", "2", "--threads", "1"])
+    text = capsys.readouterr().out
+    for solver in ("histogram", "ternary"):
+        assert f"ratio ALMA prox ({solver}) / plain = " in text
+        assert f"ratio prox ({solver}) / plain" in text
+    assert "(forwards 2, backwards 2)" in text

@@ -1,10 +1,13 @@
-"""The ℓ∞ + box proximity operator (seed 001, Algorithm 1) against an exact brute force."""
+"""The ℓ∞ + box proximity operator against an exact brute force, for both solvers: the
+ternary search of seed 001's Algorithm 1 and the histogram bracketing of f'."""
 import numpy as np
 import pytest
 import torch
 
 from explorer.attacks import prox_linf_box
-from explorer.prox import prox_objective, ternary_search_steps
+from explorer.prox import PROX_SOLVERS, prox_linf_box_histogram, prox_objective, ternary_search_steps
+
+solvers = pytest.mark.parametrize("solver", sorted(PROX_SOLVERS))
 
 
 def brute_force_prox(delta, lam, lower, upper, h=None):
@@ -37,9 +40,10 @@ def brute_force_prox(delta, lam, lower, upper, h=None):
     return s * np.minimum(a, beta), beta
 
 
+@solvers
 @pytest.mark.parametrize("with_metric", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_prox_matches_brute_force(with_metric, dtype):
+def test_prox_matches_brute_force(with_metric, dtype, solver):
     g = torch.Generator().manual_seed(1 if with_metric else 0)
     n, d = 8, 60
     x = torch.rand(n, d, generator=g, dtype=torch.float64)
@@ -47,8 +51,8 @@ def test_prox_matches_brute_force(with_metric, dtype):
     delta = torch.randn(n, d, generator=g, dtype=torch.float64) * sigma
     lam = 10 ** (torch.rand(n, generator=g, dtype=torch.float64) * 3 - 4)      # 1e-4 .. 0.1
     h = 10 ** (torch.rand(n, d, generator=g, dtype=torch.float64) * 4 - 2) if with_metric else None
-    p = prox_linf_box(delta.to(dtype), lam.to(dtype), (-x).to(dtype), (1 - x).to(dtype),
-                      metric=None if h is None else h.to(dtype), tolerance=1e-7)
+    p = PROX_SOLVERS[solver](delta.to(dtype), lam.to(dtype), (-x).to(dtype), (1 - x).to(dtype),
+                             metric=None if h is None else h.to(dtype), tolerance=1e-7)
     for i in range(n):
         expected, _ = brute_force_prox(delta[i].numpy(), lam[i].item(), -x[i].numpy(), 1 - x[i].numpy(),
                                        None if h is None else h[i].numpy())
@@ -57,13 +61,14 @@ def test_prox_matches_brute_force(with_metric, dtype):
     assert ((p.double() >= -x - 1e-7) & (p.double() <= 1 - x + 1e-7)).all()
 
 
-def test_prox_objective_not_worse_than_brute_force_on_images():
+@solvers
+def test_prox_objective_not_worse_than_brute_force_on_images(solver):
     g = torch.Generator().manual_seed(3)
     x = torch.rand(2, 3, 16, 16, generator=g, dtype=torch.float64)
     delta = torch.randn(2, 3, 16, 16, generator=g, dtype=torch.float64) * 0.05
     lam = torch.tensor([1e-3, 5e-2], dtype=torch.float64)
     h = torch.rand(2, 3, 16, 16, generator=g, dtype=torch.float64) + 0.1
-    p = prox_linf_box(delta, lam, -x, 1 - x, metric=h)
+    p = PROX_SOLVERS[solver](delta, lam, -x, 1 - x, metric=h)
     assert p.shape == delta.shape
     for i in range(2):
         expected, _ = brute_force_prox(delta[i].flatten().numpy(), lam[i].item(), -x[i].flatten().numpy(),
@@ -74,14 +79,15 @@ def test_prox_objective_not_worse_than_brute_force_on_images():
         assert ours.item() <= best.item() + 1e-9
 
 
-def test_prox_limits():
+@solvers
+def test_prox_limits(solver):
     x = torch.full((1, 5), 0.5, dtype=torch.float64)
     delta = torch.tensor([[0.1, -0.3, 0.7, 0.0, -0.8]], dtype=torch.float64)
     # λ = 0: plain projection on the box [-x, 1-x] = [-0.5, 0.5]
-    p = prox_linf_box(delta, torch.zeros(1, dtype=torch.float64), -x, 1 - x)
+    p = PROX_SOLVERS[solver](delta, torch.zeros(1, dtype=torch.float64), -x, 1 - x)
     assert torch.allclose(p, delta.clamp(-0.5, 0.5), atol=1e-6)
     # λ >= ||δ||_1-ish: everything shrinks to 0
-    p = prox_linf_box(delta, torch.tensor([10.0], dtype=torch.float64), -x, 1 - x)
+    p = PROX_SOLVERS[solver](delta, torch.tensor([10.0], dtype=torch.float64), -x, 1 - x)
     assert p.abs().max() < 1e-6
 
 
@@ -106,3 +112,43 @@ def test_on_step_reports_a_shrinking_bracket_around_the_answer():
     beta = result.abs().amax(1)
     _, low, high = brackets[-1]
     assert ((beta >= low - 1e-6) & (beta <= high + 1e-6)).all()
+
+
+def _partly_clipped(n=6, d=50, seed=4):
+    """Pixels just inside the box pushed past it: clipped to a non-zero magnitude, where f'
+    jumps; with the larger λ the answer sits on a jump (for some rows the largest, max m)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, d, generator=g, dtype=torch.float64) * 0.02
+    delta = -(0.02 + torch.rand(n, d, generator=g, dtype=torch.float64) * 0.05)
+    h = 0.1 + torch.rand(n, d, generator=g, dtype=torch.float64)
+    lam = torch.tensor([1e-5, 1e-4, 1e-3, 5e-3, 2e-2, 1.0], dtype=torch.float64)[:n]
+    return delta, lam, -x, 1 - x, h
+
+
+@pytest.mark.parametrize("bins", [2, 7, 1024])
+def test_histogram_solver_on_jumps_zero_rows_and_few_bins(bins):
+    delta, lam, lower, upper, h = _partly_clipped()
+    delta[2] = 0.0  # a row whose projection is zero, inside a batch of non-zero rows
+    p = prox_linf_box_histogram(delta, lam, lower, upper, metric=h, tolerance=1e-10, bins=bins)
+    for i in range(len(delta)):
+        expected, _ = brute_force_prox(delta[i].numpy(), lam[i].item(), lower[i].numpy(), upper[i].numpy(),
+                                       h[i].numpy())
+        np.testing.assert_allclose(p[i].numpy(), expected, atol=1e-9, rtol=0)
+    assert torch.equal(p[2], torch.zeros_like(p[2]))
+    assert torch.equal(prox_linf_box_histogram(torch.zeros(2, 5), torch.ones(2), -torch.ones(1), torch.ones(1)),
+                       torch.zeros(2, 5))
+
+
+def test_both_solvers_agree_on_image_sized_float32_problems():
+    g = torch.Generator().manual_seed(8)
+    x = torch.rand(2, 3, 64, 128, generator=g)
+    delta = torch.randn(2, 3, 64, 128, generator=g) * (4 / 255)
+    h = torch.rand(2, 3, 64, 128, generator=g) * 3 + 1e-3
+    lam = torch.tensor([1e-3, 1e-4])
+    ternary = prox_linf_box(delta, lam, -x, 1 - x, metric=h, tolerance=1e-6)
+    histogram = prox_linf_box_histogram(delta, lam, -x, 1 - x, metric=h, tolerance=1e-6)
+    assert (ternary - histogram).abs().max() <= 1e-6
+    # and the histogram's answer is at least as good (it is closed by an exact secant)
+    d64 = delta.double()
+    assert (prox_objective(histogram.double(), d64, lam.double(), h.double())
+            <= prox_objective(ternary.double(), d64, lam.double(), h.double()) + 1e-9).all()

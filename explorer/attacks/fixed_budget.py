@@ -27,7 +27,6 @@ objectives are :data:`explorer.losses.OBJECTIVES`, maximised and averaged over `
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Optional, Sequence, Tuple
 
 import torch

@@ -19,7 +19,8 @@ Per iteration (one forward, one backward):
    ``(1 - Σλ̄)/Σλ̄ · η_k / max √v̂`` — the Lagrangian normalised by the constraints' total
    weight, since Adam's step does not see the scale of the smooth part.  The reference
    code approximates this prox by five fixed-point sub-iterations; here it is solved
-   exactly by the ternary search of :func:`explorer.prox.prox_linf_box` in the metric ``H``;
+   exactly (to 1e-6 on the bound) in the metric ``H``, by ``prox_solver``
+   (:data:`explorer.prox.PROX_SOLVERS`);
 4. dual: ascent in the log domain on the constraints' signs,
    ``λ ← clip(λ + θ_k sign(s·dl), ±log 10¹²)``, ``θ_k`` = ``dual_lr`` decayed linearly to 10 %.
 
@@ -35,10 +36,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from explorer.attacks.alma_prox import PROX_SOLVER_PARAM
 from explorer.attacks.core import AttackResult, AttackRun, per_image_view
 from explorer.attacks.registry import ParamSpec, register_attack
 from explorer.losses import difference_of_logits
-from explorer.prox import prox_linf_box
+from explorer.prox import PROX_SOLVERS
 
 
 @register_attack(
@@ -53,15 +55,17 @@ from explorer.prox import prox_linf_box
             ParamSpec("dual_ratio", float, 1.0, "initial weight ratio norm : constraints (eq. 27)",
                       low=1e-6, high=1e6, log=True, symbol="r"),
             ParamSpec("dual_ema", float, 0.9, "moving-average weight of the constraint weights λ_Δ",
-                      low=0.0, high=0.9999)))
+                      low=0.0, high=0.9999),
+            PROX_SOLVER_PARAM))
 def pdpgd(model: nn.Module, images: Tensor, labels: Tensor, *, targeted: bool = False,
           masks: Optional[Tensor] = None, adv_threshold: float = 0.99, num_steps: int = 500,
           primal_lr: float = 0.01, dual_lr: float = 0.1, dual_ratio: float = 1.0, dual_ema: float = 0.9,
+          prox_solver: str = "ternary",
           callback: Optional[Callable[..., Any]] = None, record_maps: bool = False) -> AttackResult:
     """PDPGD ℓ∞ for segmentation (module docstring)."""
     run = AttackRun("pdpgd", model, images, labels, masks, targeted, adv_threshold, num_steps, callback,
                     record_maps, params=dict(num_steps=num_steps, primal_lr=primal_lr, dual_lr=dual_lr,
-                                             dual_ratio=dual_ratio, dual_ema=dual_ema))
+                                             dual_ratio=dual_ratio, dual_ema=dual_ema, prox_solver=prox_solver))
     images = run.images
     n = len(images)
     sign = -1.0 if targeted else 1.0
@@ -104,7 +108,8 @@ def pdpgd(model: nn.Module, images: Tensor, labels: Tensor, *, targeted: bool = 
             largest = scale.flatten(1).amax(1)
             total = weights_ema.flatten(1).sum(1)
             norm_weight = ((1 - total) / total).to(delta.dtype) * step / largest
-            delta.copy_(prox_linf_box(moved, norm_weight, lower, upper, metric=scale / per_image_view(largest, scale)))
+            prox = PROX_SOLVERS[prox_solver]
+            delta.copy_(prox(moved, norm_weight, lower, upper, metric=scale / per_image_view(largest, scale)))
             # dual ascent in the log domain on the constraints' signs
             dual = torch.where(m, dual + dual_step * torch.sign(margin.detach()).double(), dual)
             dual.clamp_(-log_bound, log_bound)

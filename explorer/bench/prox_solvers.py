@@ -1,11 +1,13 @@
-"""Four ways to compute the same proximity operator, for seed 001 Fig. 2.
+"""Five ways to compute the same proximity operator, for seed 001 Fig. 2.
 
 The problem, per vector, in the diagonal metric ``H = diag(h)`` ALMA prox uses (seed 001 eq. 16)::
 
     p* = argmin_p  F(p) = 1/2 ||p - delta||_H^2 + lam ||p||_inf + indicator_[lower, upper](p)
 
-* **ternary search** on the bound ``beta = ||p||_inf`` — the operator ALMA prox uses,
-  :func:`explorer.prox.prox_linf_box` (seed 001 Algorithm 1);
+* **ternary search** on the bound ``beta = ||p||_inf`` — seed 001's Algorithm 1,
+  :func:`explorer.prox.prox_linf_box` (the attacks' default ``prox_solver="ternary"``);
+* **histogram bracketing** of the root of ``f'`` (:func:`explorer.prox.prox_linf_box_histogram`,
+  ``prox_solver="histogram"``): the same operator, two passes per round, one round at 1e-6;
 * **dual forward–backward** (DFB; Combettes, Dũng & Vũ 2010): with ``g = lam ||.||_inf``,
   whose conjugate is the indicator of the ℓ1 ball of radius ``lam``, iterate
   ``p_k = P_box(delta - v_k / h)``, ``v_{k+1} = P_{||.||_1 <= lam}(v_k + gamma p_k)``,
@@ -27,7 +29,8 @@ from typing import Callable, Dict, List, Sequence
 import torch
 from torch import Tensor
 
-from explorer.prox import prox_linf_box, prox_objective, ternary_search_steps
+from explorer.prox import (histogram_rounds, prox_linf_box, prox_linf_box_histogram, prox_objective,
+                           ternary_search_steps)
 
 
 def project_l1_ball(v: Tensor, radius: Tensor) -> Tensor:
@@ -163,6 +166,8 @@ def compare_solvers(count: int = 4, dim: int = 3 * 128 * 256, iterations: Sequen
         steps = ternary_search_steps(largest, tolerance)
         measure(f"ternary search (tol {tolerance:g})", steps,
                 lambda: prox_linf_box(delta, lam, lower, upper, metric=h, tolerance=tolerance))
+        measure(f"histogram (tol {tolerance:g})", histogram_rounds(largest, tolerance),
+                lambda: prox_linf_box_histogram(delta, lam, lower, upper, metric=h, tolerance=tolerance))
     measure("exact (sort)", 1, lambda: exact_prox(delta, lam, lower, upper, h))
     for name, solve in solvers.items():
         for n in iterations:

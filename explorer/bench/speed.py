@@ -5,8 +5,9 @@ ALMA prox spends one forward and one backward propagation per iteration; everyth
 This script measures, in one run and on the same inputs,
 
 * ``plain``: ``num_steps`` forward+backward passes of the model (gradient w.r.t. the input),
-* ``alma``: ``alma_prox`` with ``num_steps`` iterations,
-* ``prox``: ``num_steps`` calls of the proximity operator alone,
+* ``alma``: ``alma_prox`` with ``num_steps`` iterations, once with each prox solver
+  (seed 001's ``ternary`` search, the default, and the ``histogram`` bracketing),
+* ``prox``: ``num_steps`` calls of the proximity operator alone, with each solver,
 
 and prints ``alma / plain`` (goal: <= 1.05).  The plain passes are timed before and after
 the attack and averaged, so drift of the machine's speed shows in the spread.
@@ -28,7 +29,7 @@ from torch import nn
 
 from explorer.attacks import alma_prox
 from explorer.models import SegmentationModel
-from explorer.prox import prox_linf_box
+from explorer.prox import PROX_SOLVERS
 from explorer.train import ARCHITECTURES, build_network
 
 def build_model(arch: str, dataset: str) -> nn.Module:
@@ -55,7 +56,7 @@ def time_plain(model: nn.Module, images: torch.Tensor, num_steps: int) -> float:
     return time.perf_counter() - start
 
 
-def time_prox(images: torch.Tensor, num_steps: int) -> float:
+def time_prox(images: torch.Tensor, num_steps: int, solver: str = "ternary") -> float:
     """Seconds for ``num_steps`` proximity operators on perturbations of the images' size."""
     g = torch.Generator(device=images.device).manual_seed(0)
     delta = torch.randn(images.shape, generator=g, device=images.device) * 2e-3
@@ -64,7 +65,7 @@ def time_prox(images: torch.Tensor, num_steps: int) -> float:
     _sync(images.device)
     start = time.perf_counter()
     for _ in range(num_steps):
-        prox_linf_box(delta, lam, -images, 1 - images, metric=metric)
+        PROX_SOLVERS[solver](delta, lam, -images, 1 - images, metric=metric)
     _sync(images.device)
     return time.perf_counter() - start
 
@@ -95,20 +96,24 @@ def main(argv=None) -> None:
 
     time_plain(model, images, 3)  # warm-up
     plain_before = time_plain(model, images, args.steps)
-    result = alma_prox(model, images, labels, num_steps=args.steps)
-    alma = result.elapsed_s
+    results = {solver: alma_prox(model, images, labels, num_steps=args.steps, prox_solver=solver)
+               for solver in PROX_SOLVERS}
     plain_after = time_plain(model, images, args.steps)
-    prox = time_prox(images, args.steps)
+    prox = {solver: time_prox(images, args.steps, solver) for solver in PROX_SOLVERS}
     plain = (plain_before + plain_after) / 2
 
     print(f"model {args.arch}, {model.num_classes} classes, batch {args.batch} x 3 x {args.height} x {args.width}, "
           f"{args.steps} steps, device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
     print(f"plain forward+backward: {plain:8.3f} s  (before {plain_before:.3f}, after {plain_after:.3f})")
-    print(f"ALMA prox             : {alma:8.3f} s  (forwards {int(result.num_forwards[0])}, "
-          f"backwards {int(result.num_backwards[0])})")
-    print(f"prox operator alone   : {prox:8.3f} s")
-    print(f"ratio ALMA prox / plain = {alma / plain:.3f}   (goal <= 1.05)")
-    print(f"ratio prox / plain      = {prox / plain:.3f}")
+    for solver, r in results.items():
+        print(f"ALMA prox ({solver:9s}): {r.elapsed_s:8.3f} s  (forwards {int(r.num_forwards[0])}, "
+              f"backwards {int(r.num_backwards[0])})")
+    for solver, seconds in prox.items():
+        print(f"prox alone ({solver:9s}): {seconds:7.3f} s")
+    for solver, r in results.items():
+        print(f"ratio ALMA prox ({solver}) / plain = {r.elapsed_s / plain:.3f}   (goal <= 1.05)")
+    for solver, seconds in prox.items():
+        print(f"ratio prox ({solver}) / plain      = {seconds / plain:.3f}")
 
 
 if __name__ == "__main__":
