@@ -442,9 +442,9 @@ def test_bad_command_line_input_exits_with_its_message(tmp_path):
 def test_speed_command_reports_both_prox_solvers(capsys):
     from explorer.bench.cli import main
 
-    main(["speed", "--height", "32", "--width", "64", "--steps", "2", "--threads", "1"])
+    main(["speed", "--height", "32", "--width", "64", "--steps", "2", "--threads", "1", "--rounds", "2"])
     text = capsys.readouterr().out
     for solver in ("histogram", "ternary"):
         assert f"ratio ALMA prox ({solver}) / plain = " in text
         assert f"ratio prox ({solver}) / plain" in text
-    assert "(forwards 2, backwards 2)" in text
+    assert "(forwards 2, backwards 2; rounds: " in text
