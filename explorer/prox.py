@@ -153,9 +153,9 @@ def prox_linf_box_histogram(delta: Tensor, lam: Tensor, lower: Tensor, upper: Te
     and accumulates ``sum h`` and ``sum h t`` per bin (``torch.bincount``, in float64); suffix
     sums then give ``f'`` at all ``bins + 1`` edges at once, and the sub-interval where it turns
     non-negative is the next bracket.  Each round shrinks the bracket ``bins``-fold, so
-    :func:`histogram_rounds` rounds (one, for 1e-6 on bounds up to 16/255 with the default bins) replace
-    the ternary search's ~26 steps; the last bracket is closed by the secant of ``f'``,
-    exact when no ``m_i`` falls inside it.  Special cases: ``f'(0) >= 0`` gives ``beta* = 0``;
+    :func:`histogram_rounds` rounds (one, for 1e-6 on bounds up to 16/255 with the default
+    bins) replace the ternary search's ~26 steps; the last bracket is closed by the secant
+    of ``f'``, exact when no ``m_i`` falls inside it.  Special cases: ``f'(0) >= 0`` gives ``beta* = 0``;
     ``f' < 0`` up to ``max m`` gives ``beta* = max m`` (``f'`` jumps to ``lam > 0`` there when the
     box clipped the largest coordinates, ``t > m``).
     """
@@ -181,20 +181,23 @@ def prox_linf_box_histogram(delta: Tensor, lam: Tensor, lower: Tensor, upper: Te
         return torch.zeros_like(delta)  # P_Lambda(delta) = 0
     rounds = histogram_rounds(largest, tolerance, bins)
 
-    # bin 0: m below the bracket (never active inside it); 1..bins: inside; bins + 1: above
-    # the bin of row r, position j (-1 .. bins) is r (bins + 2) + j + 1, computed in the
-    # magnitudes' dtype (exact: integers far below 2^24) and converted once
-    row_offset = (torch.arange(n, device=flat.device, dtype=flat.dtype) * (bins + 2) + 1).view(n, 1)
+    # bin 0: m below the bracket (never active inside it); 1..bins: inside; bins + 1: above.
+    # The bin of row r, position j (-1 .. bins) is r (bins + 2) + j + 1, computed in floating
+    # point and converted once: in the magnitudes' dtype while it holds every bin number
+    # exactly (float32: below 2^24, i.e. up to 255 images), else in float64.
+    size = n * (bins + 2)
+    index_dtype = flat.dtype if size <= 2 / torch.finfo(flat.dtype).eps else torch.float64
+    row_offset = (torch.arange(n, device=flat.device, dtype=index_dtype) * (bins + 2) + 1).view(n, 1)
     edge = torch.arange(bins + 1, device=flat.device, dtype=torch.float64).view(1, -1)
     low, width = torch.zeros_like(top), torch.where(top > 0, top, torch.ones_like(top))
     fixed = torch.zeros(n, dtype=torch.bool, device=flat.device)  # beta* found exactly
     beta_fixed = torch.zeros_like(top)
     f_low = f_high = None
     for _ in range(rounds):
-        per_bin = (bins / width.clamp_min(torch.finfo(torch.float64).tiny)).to(flat.dtype).view(n, 1)
-        position = ((magnitude - low.to(flat.dtype).view(n, 1)) * per_bin).floor_().clamp_(-1, bins)
+        per_bin = (bins / width.clamp_min(torch.finfo(torch.float64).tiny)).to(index_dtype).view(n, 1)
+        position = (magnitude.to(index_dtype) - low.to(index_dtype).view(n, 1)).mul_(per_bin)
+        position = position.floor_().clamp_(-1, bins)
         index = position.add_(row_offset).flatten().long()
-        size = n * (bins + 2)
         h_in = torch.bincount(index, h_sum_weights, minlength=size).view(n, bins + 2)
         ht_in = torch.bincount(index, ht_sum_weights, minlength=size).view(n, bins + 2)
         # active set at edge j (beta = low + j width / bins) = bins j + 1 .. bins + 1

@@ -152,3 +152,14 @@ def test_both_solvers_agree_on_image_sized_float32_problems():
     d64 = delta.double()
     assert (prox_objective(histogram.double(), d64, lam.double(), h.double())
             <= prox_objective(ternary.double(), d64, lam.double(), h.double()) + 1e-9).all()
+
+
+def test_histogram_solver_on_a_batch_too_large_for_float32_bin_numbers():
+    # 300 rows x 65 538 bins exceed 2^24, so the bin numbers are computed in float64
+    g = torch.Generator().manual_seed(9)
+    x = torch.rand(300, 20, generator=g)
+    delta = torch.randn(300, 20, generator=g) * 0.01
+    lam = torch.rand(300, generator=g) * 1e-3
+    ternary = prox_linf_box(delta, lam, -x, 1 - x, tolerance=1e-7)
+    histogram = prox_linf_box_histogram(delta, lam, -x, 1 - x, tolerance=1e-7)
+    assert (ternary - histogram).abs().max() <= 2e-7
