@@ -227,12 +227,16 @@ class Distributed:
 
     #: seconds between two looks at the store while waiting for the other ranks
     POLL_SECONDS = 0.2
+    #: benchmark runs joined by this process so far (every rank makes the same calls)
+    _joined = 0
 
     @classmethod
     def from_environment(cls) -> "Distributed":
         """Join the rendezvous that ``torchrun`` describes in the environment, if any.
 
-        Inside a process that already has a default process group, its store is reused.
+        Inside a process that already has a default process group, its store is reused.  The
+        keys live under a prefix naming torchrun's restart count and this process's run
+        number, so neither a restarted job nor a second run in one process meets old counters.
         """
         import torch.distributed as dist
 
@@ -247,7 +251,9 @@ class Distributed:
             store, rank, world_size = next(dist.rendezvous("env://"))
             agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true"
             hosts = rank == 0 and not agent_store
-        return cls(rank, world_size, local_rank, dist.PrefixStore("explorer-bench", store), hosts)
+        cls._joined += 1
+        prefix = f"explorer-bench/restart{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/run{cls._joined}"
+        return cls(rank, world_size, local_rank, dist.PrefixStore(prefix, store), hosts)
 
     def device(self, requested: Optional[str]) -> torch.device:
         if requested:
