@@ -42,6 +42,29 @@ def ternary_search_steps(upper_bound: float, tolerance: float, section: float = 
     return math.ceil(math.log(tolerance / upper_bound) / math.log(1 - section))
 
 
+def split_projection(delta: Tensor, lower, upper):
+    """Flatten per image and split the box projection ``P_Lambda(delta)`` into magnitude and sign.
+
+    Returns ``(flat, magnitude, sign)`` of shape ``(N, D)``: every candidate of eq. 14 is
+    ``p_beta = sign * min(magnitude, beta)``, and ``sign * flat`` is ``t``, delta in that sign frame.
+    """
+    shape = delta.shape
+    n = shape[0]
+    flat = delta.reshape(n, -1)
+    lower = torch.as_tensor(lower, dtype=delta.dtype, device=delta.device)
+    upper = torch.as_tensor(upper, dtype=delta.dtype, device=delta.device)
+    projected = torch.maximum(torch.minimum(flat, upper.expand(shape).reshape(n, -1)),
+                              lower.expand(shape).reshape(n, -1))
+    return flat, projected.abs(), torch.sign(projected)
+
+
+def per_image_weight(lam, n: int, dtype: torch.dtype, device) -> Tensor:
+    """The ℓ∞ weight ``lam`` (a number or one value per image) as an ``(N,)`` tensor."""
+    if not torch.is_tensor(lam):
+        return torch.full((n,), float(lam), dtype=dtype, device=device)
+    return lam.to(dtype=dtype, device=device).reshape(n)
+
+
 def prox_linf_box(delta: Tensor, lam: Tensor, lower: Tensor, upper: Tensor,
                   metric: Optional[Tensor] = None, tolerance: float = 1e-6,
                   on_step: Optional[Callable[[int, Tensor, Tensor], None]] = None) -> Tensor:
@@ -81,19 +104,11 @@ def prox_linf_box(delta: Tensor, lam: Tensor, lower: Tensor, upper: Tensor,
     """
     shape = delta.shape
     n = shape[0]
-    flat = delta.reshape(n, -1)
-    lower = torch.as_tensor(lower, dtype=delta.dtype, device=delta.device)
-    upper = torch.as_tensor(upper, dtype=delta.dtype, device=delta.device)
-    projected = torch.maximum(torch.minimum(flat, upper.expand(shape).reshape(n, -1)),
-                              lower.expand(shape).reshape(n, -1))
     # Work with magnitudes: p_beta = sign * min(|P_Lambda(delta)|, beta).
-    magnitude = projected.abs()
-    sign = torch.sign(projected)
+    flat, magnitude, sign = split_projection(delta, lower, upper)
     twice_target = 2 * sign * flat  # 2 * delta expressed in the sign frame of the projection
     weights = None if metric is None else metric.reshape(n, -1)
-    if not torch.is_tensor(lam):
-        lam = torch.full((n,), float(lam), dtype=flat.dtype, device=flat.device)
-    lam = lam.to(dtype=flat.dtype).reshape(n)
+    lam = per_image_weight(lam, n, flat.dtype, flat.device)
 
     high = magnitude.amax(dim=1)  # Proposition 1: beta* <= ||P_Lambda(delta)||_inf
     low = torch.zeros_like(high)
@@ -161,19 +176,11 @@ def prox_linf_box_histogram(delta: Tensor, lam: Tensor, lower: Tensor, upper: Te
     """
     shape = delta.shape
     n = shape[0]
-    flat = delta.reshape(n, -1)
-    lower = torch.as_tensor(lower, dtype=delta.dtype, device=delta.device)
-    upper = torch.as_tensor(upper, dtype=delta.dtype, device=delta.device)
-    projected = torch.maximum(torch.minimum(flat, upper.expand(shape).reshape(n, -1)),
-                              lower.expand(shape).reshape(n, -1))
-    magnitude = projected.abs()
-    sign = torch.sign(projected)
+    flat, magnitude, sign = split_projection(delta, lower, upper)
     weights = torch.ones_like(flat) if metric is None else metric.reshape(n, -1)
     h_sum_weights = weights.to(torch.float64).flatten()
     ht_sum_weights = (weights * sign * flat).to(torch.float64).flatten()  # h t, with t = sign * delta
-    if not torch.is_tensor(lam):
-        lam = torch.full((n,), float(lam), device=flat.device)
-    lam = lam.to(device=flat.device, dtype=torch.float64).reshape(n, 1)
+    lam = per_image_weight(lam, n, torch.float64, flat.device).view(n, 1)
 
     top = magnitude.amax(dim=1).to(torch.float64)
     largest = float(top.max()) if n else 0.0

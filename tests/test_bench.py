@@ -448,3 +448,13 @@ def test_speed_command_reports_both_prox_solvers(capsys):
         assert f"ratio ALMA prox ({solver}) / plain = " in text
         assert f"ratio prox ({solver}) / plain" in text
     assert "(forwards 2, backwards 2; rounds: " in text
+
+
+@pytest.mark.parametrize("bad", [["--rounds", "0"], ["--steps", "-2"], ["--height", "x"]])
+def test_speed_command_refuses_non_positive_sizes_with_a_message(bad, capsys):
+    from explorer.bench.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["speed", *bad])
+    assert exit_info.value.code == 2
+    assert "must be a whole number >= 1" in capsys.readouterr().err

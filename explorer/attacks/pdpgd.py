@@ -74,6 +74,7 @@ def pdpgd(model: nn.Module, images: Tensor, labels: Tensor, *, targeted: bool = 
     second_moment = torch.zeros_like(images)
     beta1, beta2 = 0.9, 0.999
     lower, upper = -images, 1 - images
+    prox = PROX_SOLVERS[prox_solver]
     log_bound = math.log(1e12)  # the duals stay within exp(±log_bound) of each other
     dual = weights_ema = None
     for k in range(num_steps):
@@ -108,7 +109,6 @@ def pdpgd(model: nn.Module, images: Tensor, labels: Tensor, *, targeted: bool = 
             largest = scale.flatten(1).amax(1)
             total = weights_ema.flatten(1).sum(1)
             norm_weight = ((1 - total) / total).to(delta.dtype) * step / largest
-            prox = PROX_SOLVERS[prox_solver]
             delta.copy_(prox(moved, norm_weight, lower, upper, metric=scale / per_image_view(largest, scale)))
             # dual ascent in the log domain on the constraints' signs
             dual = torch.where(m, dual + dual_step * torch.sign(margin.detach()).double(), dual)

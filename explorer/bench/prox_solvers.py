@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from explorer.prox import (histogram_rounds, prox_linf_box, prox_linf_box_histogram, prox_objective,
-                           ternary_search_steps)
+                           split_projection, ternary_search_steps)
 
 
 def project_l1_ball(v: Tensor, radius: Tensor) -> Tensor:
@@ -65,8 +65,7 @@ def exact_prox(delta: Tensor, lam: Tensor, lower: Tensor, upper: Tensor, metric:
     below it.
     """
     h = torch.ones_like(delta) if metric is None else metric
-    projected = torch.maximum(torch.minimum(delta, upper), lower)
-    magnitude, sign = projected.abs(), torch.sign(projected)
+    _, magnitude, sign = split_projection(delta, lower, upper)
     target = sign * delta
     order = magnitude.argsort(dim=1, descending=True)
     m = magnitude.gather(1, order)

@@ -71,17 +71,28 @@ def time_prox(images: torch.Tensor, num_steps: int, solver: str = "ternary") -> 
     return time.perf_counter() - start
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (sizes, steps, rounds)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1; got {value}")
+    return value
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="explorer-bench speed", description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="fpn-mobilenet")
     parser.add_argument("--dataset", choices=["cityscapes", "voc"], default="cityscapes")
-    parser.add_argument("--height", type=int, default=256)
-    parser.add_argument("--width", type=int, default=512)
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--height", type=positive_int, default=256)
+    parser.add_argument("--width", type=positive_int, default=512)
+    parser.add_argument("--batch", type=positive_int, default=1)
+    parser.add_argument("--steps", type=positive_int, default=50)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (fastest kept)")
+    parser.add_argument("--rounds", type=positive_int, default=3, help="interleaved timing rounds (fastest kept)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args(argv)
     if args.threads:
