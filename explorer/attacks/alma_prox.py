@@ -186,8 +186,7 @@ def alma_prox(model: nn.Module, images: Tensor, labels: Tensor, *,
 
         # 7-8. penalty loss, gradient and metric (eq. 9, 18)
         loss = (penalty(c64, rho, mu, grad=penalty_grad) * kept).flatten(1).sum(dim=1)
-        grad, = torch.autograd.grad(loss.sum(), delta)
-        run.count_backward()
+        grad = run.gradient(loss, delta)
         second_moment.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
         metric = (second_moment / (1 - alpha ** (i + 1))).sqrt_().clamp_(min=1e-8)
 
@@ -199,19 +198,21 @@ def alma_prox(model: nn.Module, images: Tensor, labels: Tensor, *,
             lr = lr_init * tangent / ((i - step_found).clamp(min=0) + tangent)
 
         # 10. forward (gradient) step then backward (proximal) step, eq. 17
+        run.check_model()  # the prox reads a bound on the host: refuse NaN logits before it
         with torch.no_grad():
             moved = delta - per_image_view(lr, delta) * grad / metric
             delta.copy_(prox(moved, lr, lower, upper, metric=metric, tolerance=prox_tolerance))
 
-        if run.observed:
+        def extras():  # computed only when a callback observes the attack
             labelled = task.masks.to(torch.float64)
             count = task.mask_count.to(torch.float64)
-            extras = {"mu": (mu * labelled).flatten(1).sum(1) / count,
-                      "rho": (rho * labelled).flatten(1).sum(1) / count,
-                      "w": scale,
-                      "kept": kept.flatten(1).sum(1) / task.mask_count}
-            if run.report(i, apsr=apsr, linf=linf, loss=loss.detach(), step_size=lr, extras=extras,
-                          pixel_states=lambda: task.pixel_states(pixel_adv, kept),
-                          prediction=lambda: prediction):
-                break
+            return {"mu": (mu * labelled).flatten(1).sum(1) / count,
+                    "rho": (rho * labelled).flatten(1).sum(1) / count,
+                    "w": scale,
+                    "kept": kept.flatten(1).sum(1) / task.mask_count}
+
+        if run.report(i, apsr=apsr, linf=linf, loss=loss.detach(), step_size=lr, extras=extras,
+                      pixel_states=lambda: task.pixel_states(pixel_adv, kept),
+                      prediction=lambda: prediction):
+            break
     return run.result()

@@ -49,10 +49,9 @@ def bisection(run: AttackRun, inner: Inner, search_steps: int, eps_max: float) -
         high = torch.where(success, mid, high)
         low = torch.where(success, low, mid)
         prediction = None
-        if run.observed and run.record_maps:  # one more forward, for the pictures only
+        if run.observed and run.record_maps:  # one more forward, for the pictures only (checked, counted)
             with torch.no_grad():
-                prediction = run.model(result.adv_images).argmax(1)
-            run.num_forwards += 1
+                prediction = run.forward(result.adv_images).argmax(1)
         stop = run.report(step, apsr=apsr, linf=mid, loss=torch.zeros(n), step_size=high - low,
                           pixel_states=lambda: task.pixel_states(task.pixel_success(prediction)),
                           prediction=lambda: prediction)
@@ -70,8 +69,10 @@ def _bisect_sign_pgd(name: str, model, images, labels, masks, targeted, adv_thre
                     callback, record_maps, params=params)
 
     def inner(eps: Tensor):
-        inner_run = AttackRun(name, model, run.images, labels, masks, targeted, adv_threshold,
-                              restarts * num_steps)
+        # the outer run's checked inputs, and its constraint set once known: one input check,
+        # and the model's class count is compared across every bisection step
+        inner_run = AttackRun(name, model, run.images, run._labels, run._masks, targeted, adv_threshold,
+                              restarts * num_steps, task=run.task)
         result = sign_gradient_ascent(inner_run, eps, num_steps, step_ratio, OBJECTIVES[loss], random_init,
                                       restarts, momentum)
         return result, inner_run.task

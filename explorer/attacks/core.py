@@ -20,17 +20,32 @@ truthy value (for example :data:`STOP`) to ask the attack to stop: the attack th
 after the current iteration and returns a valid result (its best iterate so far).
 Per-pixel maps (the constraint mask and the current prediction) are only put in the
 record when the attack is called with ``record_maps=True``, since they cost memory.
+
+Every record is a snapshot: its tensors are CPU copies that the attack never touches
+again (on CPU, ``.cpu()`` would return the attack's own buffer, so a stored record would
+silently show later values), and the trace keeps its own copy of each record, so a
+callback that modifies the record it was given cannot change ``result.trace``.
+
+Broken models
+-------------
+Every forward goes through :meth:`AttackRun.forward`, which refuses (with an
+:class:`~explorer.errors.InputError` naming the model) logits that are not finite, a class
+count that changes between calls, and, when the attack differentiates, an output that is
+not connected to the input by autograd.  Without these checks a NaN model "succeeds"
+(the argmax of NaN logits is class 0, so APSR looks high) or crashes deep inside an
+optimiser with a message about something else.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 
+from explorer.attacks.registry import ADV_THRESHOLD, validate_common
 from explorer.errors import InputError
 
 #: Value a callback may return to stop an attack (any truthy value works).
@@ -57,6 +72,10 @@ class IterationRecord:
     ``prediction`` ((N, H, W) int64) — the argmax at the iterate this record describes —
     and ``adv_images`` ((N, 3, H, W), that iterate itself) are present only when the
     attack was called with ``record_maps=True``.
+
+    A record is a snapshot: its tensors are its own, never the attack's running buffers,
+    so it still shows this iteration's values after the attack moved on (see
+    :meth:`AttackRun.report`).
     """
 
     attack: str
@@ -74,11 +93,22 @@ class IterationRecord:
     prediction: Optional[Tensor] = None
     adv_images: Optional[Tensor] = None
 
+    def copy(self, maps: bool = True) -> "IterationRecord":
+        """An independent copy: a new record with its own tensors and its own ``extras`` dict.
+
+        Changing one (assigning a field, writing into a tensor, adding an extra) leaves the
+        other as it was.  ``maps=False`` leaves the per-pixel maps out.
+        """
+        return replace(self, apsr=_own(self.apsr), linf=_own(self.linf), best_linf=_own(self.best_linf),
+                       best_apsr=_own(self.best_apsr), success=_own(self.success), loss=_own(self.loss),
+                       step_size=_own(self.step_size), extras={k: _own(v) for k, v in self.extras.items()},
+                       constraint_mask=_own(self.constraint_mask) if maps else None,
+                       prediction=_own(self.prediction) if maps else None,
+                       adv_images=_own(self.adv_images) if maps else None)
+
     def without_maps(self) -> "IterationRecord":
-        """The same record without its per-pixel maps (what the trace keeps)."""
-        if self.constraint_mask is None and self.prediction is None and self.adv_images is None:
-            return self
-        return replace(self, constraint_mask=None, prediction=None, adv_images=None)
+        """An independent copy without the per-pixel maps (what the trace keeps)."""
+        return self.copy(maps=False)
 
     def rows(self) -> List[Dict[str, float]]:
         """One flat dict per image, for CSV export and data frames."""
@@ -95,6 +125,11 @@ class IterationRecord:
         return out
 
 
+def _own(value):
+    """A tensor's own copy (other values are returned as they are)."""
+    return value.clone() if torch.is_tensor(value) else value
+
+
 @dataclass
 class AttackResult:
     """Outcome of an attack on a batch of N images.
@@ -103,7 +138,9 @@ class AttackResult:
     attacks), ``linf`` their ℓ∞ distance to the clean images, ``apsr`` their attack pixel
     success rate and ``success`` whether ``apsr >= adv_threshold``.  ``num_forwards`` and
     ``num_backwards`` count the model propagations spent on each image.  ``trace`` holds
-    the per-iteration records (without per-pixel maps) when a callback was given.
+    the per-iteration records (without per-pixel maps) when a callback was given: the
+    run's own copies, equal to what the callback was handed at each iteration whatever
+    the callback did with its records afterwards.
     """
 
     attack: str
@@ -141,12 +178,41 @@ def model_device(model: nn.Module, default: torch.device) -> torch.device:
     return default
 
 
+def model_dtype(model: nn.Module, default: torch.dtype) -> torch.dtype:
+    """Dtype of the model's first floating-point parameter (``default`` for a parameter-free model)."""
+    if isinstance(model, nn.Module):
+        for parameter in model.parameters():
+            if parameter.is_floating_point():
+                return parameter.dtype
+    return default
+
+
+def model_name(model: Any) -> str:
+    """How error messages name a model: its ``name`` attribute when it has a string one,
+    else its class name (a plain function: its own name)."""
+    name = getattr(model, "name", None)
+    if isinstance(name, str) and name:
+        return name
+    if isinstance(model, nn.Module):
+        return type(model).__name__
+    return getattr(model, "__qualname__", None) or type(model).__name__
+
+
 def check_inputs(model: nn.Module, images: Tensor, labels: Tensor, masks: Optional[Tensor],
                  adv_threshold: float):
-    """Validate the common attack inputs and move them to the model's device.
+    """Validate the common attack inputs and move them to the model's device and dtype.
 
     Returns ``(images, labels, masks)``; ``masks`` stays ``None`` when not given.
     Raises :class:`InputError` with a message naming what is wrong.
+
+    * Images of any floating dtype (float64, float16, bfloat16, ...) are accepted and
+      converted to the dtype of the model's first floating-point parameter, so a float32
+      model given float64 images does not fail with a dtype mismatch inside its first
+      layer; a parameter-free model gets the images' own dtype.
+    * Images (and labels, masks) are detached: an attack result never stays attached to
+      the caller's autograd graph, and no gradient flows back into the caller's tensors.
+    * ``masks`` must be ``None`` or a boolean (N, H, W) tensor (a float mask is refused
+      rather than guessed at).
     """
     if not torch.is_tensor(images) or images.ndim != 4 or images.shape[1] != 3:
         shape = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
@@ -154,7 +220,8 @@ def check_inputs(model: nn.Module, images: Tensor, labels: Tensor, masks: Option
     if not images.is_floating_point():
         raise InputError(f"images must be floating point in [0, 1]; got dtype {images.dtype}")
     if images.numel() == 0:
-        raise InputError("images is empty")
+        raise InputError(f"images is empty (shape {tuple(images.shape)})")
+    images = images.detach()
     if not torch.isfinite(images).all():
         raise InputError("images contain NaN or infinite values")
     if images.min() < 0 or images.max() > 1:
@@ -164,33 +231,69 @@ def check_inputs(model: nn.Module, images: Tensor, labels: Tensor, masks: Option
     if not torch.is_tensor(labels) or tuple(labels.shape) != (n, h, w):
         shape = tuple(labels.shape) if torch.is_tensor(labels) else type(labels).__name__
         raise InputError(f"labels must have shape (N, H, W) = {(n, h, w)} to match the images; got {shape}")
-    if labels.is_floating_point() or labels.dtype == torch.bool:
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise InputError(f"labels must be an integer tensor (int64); got dtype {labels.dtype}")
+    labels = labels.detach()
     if (labels < 0).any():
         raise InputError("labels must be >= 0 (use 255, or any value >= K, for ignored pixels)")
     if masks is not None:
-        if not torch.is_tensor(masks) or tuple(masks.shape) != (n, h, w):
-            raise InputError(f"masks must be a boolean tensor of shape {(n, h, w)}")
-    if not 0 < float(adv_threshold) <= 1:
-        raise InputError(f"adv_threshold must be in (0, 1]; got {adv_threshold}")
+        if not torch.is_tensor(masks) or tuple(masks.shape) != (n, h, w) or masks.dtype != torch.bool:
+            got = (f"a {masks.dtype} tensor of shape {tuple(masks.shape)}" if torch.is_tensor(masks)
+                   else type(masks).__name__)
+            raise InputError(f"masks must be a boolean (torch.bool) tensor of shape (N, H, W) = {(n, h, w)}; "
+                             f"got {got}")
+        masks = masks.detach()
+    ADV_THRESHOLD.validate(adv_threshold)
     device = model_device(model, images.device)
-    images = images.to(device)
+    images = images.to(device=device, dtype=model_dtype(model, images.dtype))
     labels = labels.to(device=device, dtype=torch.long)
     if masks is not None:
-        masks = masks.to(device=device, dtype=torch.bool)
+        masks = masks.to(device=device)
     return images, labels, masks
 
 
-def check_logits(logits: Tensor, images: Tensor) -> int:
-    """Check the model output is (N, K, H, W) logits at input resolution; return K."""
+def check_logits(logits: Tensor, images: Tensor, model: Any = None, *, num_classes: Optional[int] = None,
+                 needs_grad: bool = False) -> int:
+    """Check the model output is (N, K, H, W) logits at input resolution; return K.
+
+    ``num_classes``, when given, is the K of the model's earlier calls: a model whose class
+    count changes between calls is refused (the constraint set was built for the first K).
+    ``needs_grad`` says the attack will differentiate the logits with respect to the input:
+    an output that does not require grad (a model that detaches it or runs under
+    ``torch.no_grad``) is refused here, before a raw autograd error deep in the attack.
+    Finiteness is checked by :meth:`AttackRun.forward`.
+    """
+    who = f"model {model_name(model)}" if model is not None else "the model"
     n, _, h, w = images.shape
     if not torch.is_tensor(logits) or logits.ndim != 4 or logits.shape[0] != n or logits.shape[2:] != (h, w):
         shape = tuple(logits.shape) if torch.is_tensor(logits) else type(logits).__name__
-        raise InputError(f"the model must return logits of shape (N, K, H, W) = ({n}, K, {h}, {w}) "
+        raise InputError(f"{who} must return logits of shape (N, K, H, W) = ({n}, K, {h}, {w}) "
                          f"at the input resolution; it returned {shape}")
+    if not logits.is_floating_point():
+        raise InputError(f"{who} must return floating-point logits; it returned dtype {logits.dtype}")
     if logits.shape[1] < 2:
-        raise InputError("the model must return at least two classes")
+        raise InputError(f"{who} must return at least two classes; it returned {logits.shape[1]}")
+    if num_classes is not None and logits.shape[1] != num_classes:
+        raise InputError(f"{who} returned logits for K = {logits.shape[1]} classes after K = {num_classes} "
+                         f"on an earlier call; a model's class count must not change between calls")
+    if needs_grad and not logits.requires_grad:
+        raise InputError(f"{who} returned logits that do not require grad, so the attack cannot "
+                         f"differentiate them: the model detaches its output or runs under torch.no_grad")
     return logits.shape[1]
+
+
+def nonfinite_logits_error(model: Any, logits: Optional[Tensor] = None, call: Optional[int] = None) -> InputError:
+    """The :class:`InputError` for a model whose logits are NaN or infinite."""
+    kinds = ""
+    if logits is not None:
+        found = [name for name, bad in (("NaN", torch.isnan(logits).any()),
+                                        ("+inf", torch.isposinf(logits).any()),
+                                        ("-inf", torch.isneginf(logits).any())) if bool(bad)]
+        kinds = f" ({', '.join(found)})"
+    when = f" at forward {call} of the attack" if call is not None else ""
+    return InputError(f"model {model_name(model)} returned NaN or infinite logits{kinds}{when}; a model whose "
+                      f"output is not finite cannot be attacked (check its weights, its input normalisation "
+                      f"and its dtype)")
 
 
 class SegmentationTask:
@@ -267,27 +370,46 @@ class AttackRun:
         for i in range(num_steps):
             logits = run.forward(images + delta)      # first call builds run.task
             ...
+            grad = run.gradient(loss, delta)          # counts the backward
             run.track(adv, apsr, linf)                # best-iterate rule
             if run.report(i, apsr=..., linf=..., loss=..., step_size=...):
                 break                                  # the callback asked to stop
         return run.result()
+
+    ``task`` lets an inner run (a bisection step, an ensemble member) share the
+    constraint set of the runs before it, so the model's class count is checked across
+    all of them.
+
+    The finite check of the logits is immediate on the CPU.  On an accelerator it is
+    deferred, to add no host synchronisation per forward: a device flag accumulates the
+    check and :meth:`check_model` reads it where the loop synchronises anyway — before a
+    record is built for the callback, before a proximal step (whose search reads a bound
+    on the host) and in :meth:`result` — so the error still surfaces before any crash or
+    any result.  :attr:`defer_finite_check` overrides the choice (tests use it on the CPU).
     """
+
+    #: None: defer the finite check of the logits on accelerators only; True / False: always / never
+    defer_finite_check: Optional[bool] = None
 
     def __init__(self, attack: str, model: nn.Module, images: Tensor, labels: Tensor,
                  masks: Optional[Tensor], targeted: bool, adv_threshold: float, num_steps: int,
                  callback: Optional[Callable[[IterationRecord], Any]] = None,
-                 record_maps: bool = False, params: Optional[Dict[str, Any]] = None):
+                 record_maps: bool = False, params: Optional[Dict[str, Any]] = None,
+                 task: Optional[SegmentationTask] = None):
         self.attack = attack
+        if not callable(model):
+            raise InputError(f"{attack}: the model must be callable (an nn.Module or a function); "
+                             f"got {type(model).__name__}")
         self.model = model
+        self.targeted = validate_common("targeted", targeted, attack)
+        self.record_maps = validate_common("record_maps", record_maps, attack)
+        self.callback = validate_common("callback", callback, attack)
+        self.adv_threshold = ADV_THRESHOLD.validate(adv_threshold, attack)
         self.images, labels, masks = check_inputs(model, images, labels, masks, adv_threshold)
         self._labels, self._masks = labels, masks
-        self.targeted = bool(targeted)
-        self.adv_threshold = float(adv_threshold)
         self.num_steps = int(num_steps)
-        self.callback = callback
-        self.record_maps = bool(record_maps)
         self.params = dict(params or {})
-        self.task: Optional[SegmentationTask] = None
+        self.task: Optional[SegmentationTask] = task
 
         n = len(self.images)
         device = self.images.device
@@ -300,22 +422,66 @@ class AttackRun:
         self.found = torch.zeros(n, dtype=torch.bool, device=device)
         #: the iterate last evaluated (kept only with record_maps, for the records)
         self.current_adv: Optional[Tensor] = self.images.clone() if self.record_maps else None
-        self.trace: Optional[List[IterationRecord]] = [] if callback is not None else None
+        self.trace: Optional[List[IterationRecord]] = [] if self.callback is not None else None
         self.iterations = 0
         self.stopped = False
+        self._calls = 0
+        defer = self.defer_finite_check
+        self._defer = device.type != "cpu" if defer is None else bool(defer)
+        #: device flag: every logits of the forwards not yet checked were finite (deferred mode)
+        self._finite: Optional[Tensor] = None
         self._start = time.perf_counter()
 
     # -- model calls -----------------------------------------------------------------
     def forward(self, inputs: Tensor, index: Optional[Tensor] = None) -> Tensor:
-        """Run the model on ``inputs`` (the images in ``index``, or all), counting the forward."""
+        """Run the model on ``inputs`` (the images in ``index``, or all), counting the forward.
+
+        Every model call of every attack goes through here, so a broken model is refused
+        in one place (:func:`check_logits`: shape, class count across calls, autograd
+        connection when gradients are on and ``inputs`` requires grad; then finiteness,
+        see the class docstring).
+        """
         logits = self.model(inputs)
+        self._calls += 1
         reference = self.images if index is None else self.images[index]
-        num_classes = check_logits(logits, reference)
+        num_classes = check_logits(logits, reference, self.model,
+                                   num_classes=None if self.task is None else self.task.num_classes,
+                                   needs_grad=torch.is_grad_enabled() and inputs.requires_grad)
+        finite = torch.isfinite(logits.detach()).all()
+        if self._defer:
+            self._finite = finite if self._finite is None else self._finite & finite
+        elif not finite:
+            raise nonfinite_logits_error(self.model, logits, self._calls)
         if self.task is None:
             self.task = SegmentationTask(self._labels, self._masks, num_classes,
                                          self.targeted, self.adv_threshold)
         self._count(self.num_forwards, index)
         return logits
+
+    def check_model(self) -> None:
+        """Raise :class:`InputError` if logits of a forward not yet checked were NaN or infinite.
+
+        A no-op on the CPU (there the check is immediate); elsewhere one host
+        synchronisation, so call it only where the loop synchronises anyway.
+        """
+        if self._finite is not None:
+            finite, self._finite = bool(self._finite), None
+            if not finite:
+                raise nonfinite_logits_error(self.model)
+
+    def gradient(self, loss: Tensor, inputs: Tensor, index: Optional[Tensor] = None) -> Tensor:
+        """``∂ loss.sum() / ∂ inputs``, counted as one backward for the images in ``index`` (or all).
+
+        Refuses a model whose output is not connected to its input (it detaches or
+        replaces its input) with an :class:`InputError`, rather than autograd's error.
+        """
+        grad, = torch.autograd.grad(loss.sum(), inputs, allow_unused=True)
+        if grad is None:
+            raise InputError(f"model {model_name(self.model)} returned logits that do not depend on its input "
+                             f"through autograd (it detaches or replaces its input), so the attack has no "
+                             f"gradient to follow")
+        self.count_backward(index)
+        return grad
 
     def count_backward(self, index: Optional[Tensor] = None) -> None:
         """Record one backward propagation for the images in ``index`` (or all)."""
@@ -336,6 +502,7 @@ class AttackRun:
         Before an image's first success the iterate with the highest APSR is kept; from
         then on, the successful iterate with the smallest ℓ∞ norm.
         """
+        apsr, linf = apsr.float(), linf.float()  # per-image book-keeping is float32 whatever the model's dtype
         is_adv = apsr >= self.adv_threshold
         sel = slice(None) if index is None else index
         found, best_linf, best_apsr = self.found[sel], self.best_linf[sel], self.best_apsr[sel]
@@ -353,6 +520,7 @@ class AttackRun:
         """Fixed-budget rule: keep the iterate with the highest APSR (lowest accuracy on
         ``M`` when untargeted); every iterate lies inside the budget, so the norm plays no part.
         Returns the images' success flags (APSR >= ν)."""
+        apsr, linf = apsr.float(), linf.float()
         is_adv = apsr >= self.adv_threshold
         sel = slice(None) if index is None else index
         best_apsr, best_linf = self.best_apsr[sel], self.best_linf[sel]
@@ -377,34 +545,45 @@ class AttackRun:
         return self.callback is not None
 
     def report(self, iteration: int, *, apsr: Tensor, linf: Tensor, loss: Tensor, step_size: Tensor,
-               extras: Optional[Dict[str, Tensor]] = None,
+               extras: Union[None, Dict[str, Tensor], Callable[[], Dict[str, Tensor]]] = None,
                pixel_states: Optional[Callable[[], Tensor]] = None,
                prediction: Optional[Callable[[], Tensor]] = None) -> bool:
-        """Send this iteration's record to the callback; return True when the attack must stop.
+        """End iteration ``iteration``: count it, send its record to the callback (if any);
+        return True when the attack must stop.
 
-        ``pixel_states`` and ``prediction`` are thunks, evaluated only when maps were asked for.
+        Call it at every iteration, observed or not: it keeps :attr:`iterations` true.
+        ``extras`` may be a thunk (for extras that cost something to compute);
+        ``pixel_states`` and ``prediction`` are thunks, evaluated only when maps were asked
+        for.  The record holds copies only (see the module docstring), and the trace gets
+        its own copy of it, made before the callback sees the record.
         """
         self.iterations = iteration + 1
         if self.callback is None:
             return False
+        self.check_model()  # never hand out a record computed from broken logits
         n = len(self.images)
 
         def per_image(value) -> Tensor:
-            value = torch.as_tensor(value).detach().float().cpu()
+            value = torch.as_tensor(value).detach().to(device="cpu", dtype=torch.float32, copy=True)
             return value.expand(n).clone() if value.ndim == 0 else value
 
+        def snapshot(value: Optional[Tensor]) -> Optional[Tensor]:
+            return None if value is None else value.detach().to("cpu", copy=True)
+
+        if callable(extras):
+            extras = extras()
         record = IterationRecord(
             attack=self.attack, iteration=iteration, num_steps=self.num_steps,
             apsr=per_image(apsr), linf=per_image(linf),
-            best_linf=torch.where(self.found, self.best_linf, torch.full_like(self.best_linf, float("inf"))).cpu(),
-            best_apsr=self.best_apsr.clamp_min(0).cpu(), success=self.found.cpu(),
+            best_linf=snapshot(torch.where(self.found, self.best_linf, torch.full_like(self.best_linf, float("inf")))),
+            best_apsr=snapshot(self.best_apsr.clamp_min(0)), success=snapshot(self.found),
             loss=per_image(loss), step_size=per_image(step_size),
             extras={k: per_image(v) for k, v in (extras or {}).items()},
-            constraint_mask=pixel_states().cpu() if (self.record_maps and pixel_states) else None,
-            prediction=prediction().cpu() if (self.record_maps and prediction) else None,
-            adv_images=self.current_adv.cpu() if self.current_adv is not None else None,
+            constraint_mask=snapshot(pixel_states()) if (self.record_maps and pixel_states) else None,
+            prediction=snapshot(prediction()) if (self.record_maps and prediction) else None,
+            adv_images=snapshot(self.current_adv),
         )
-        self.trace.append(record.without_maps())
+        self.trace.append(record.copy(maps=False))
         if self.callback(record):
             self.stopped = True
             return True
@@ -412,17 +591,18 @@ class AttackRun:
 
     # -- result ------------------------------------------------------------------------
     def result(self) -> AttackResult:
-        """Assemble the :class:`AttackResult` from the best iterates."""
+        """Assemble the :class:`AttackResult` from the best iterates (after the last model check)."""
+        self.check_model()
         if self.images.is_cuda:
             torch.cuda.synchronize(self.images.device)
         adv = self.best_adv.clamp(0, 1)
         return AttackResult(
             attack=self.attack, adv_images=adv, linf=linf_distance(adv, self.images),
             apsr=self.best_apsr.clamp_min(0), success=self.found.clone(),
-            num_forwards=self.num_forwards, num_backwards=self.num_backwards,
+            num_forwards=self.num_forwards.clone(), num_backwards=self.num_backwards.clone(),
             iterations=self.iterations, stopped=self.stopped,
             elapsed_s=time.perf_counter() - self._start, targeted=self.targeted,
-            adv_threshold=self.adv_threshold, params=self.params, trace=self.trace)
+            adv_threshold=self.adv_threshold, params=dict(self.params), trace=self.trace)
 
 
 def per_image_view(values: Tensor, like: Tensor) -> Tensor:

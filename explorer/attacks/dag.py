@@ -77,7 +77,7 @@ def dag(model: nn.Module, images: Tensor, labels: Tensor, *,
         signed_dl = sign * difference_of_logits(logits, labels_active, top=top)
         loss = (signed_dl.clamp(min=0) * masks_active).flatten(1).sum(dim=1)
         going = ~is_adv
-        apsr_all[index], linf_all[index], loss_all[index] = apsr, linf, loss.detach()
+        apsr_all[index], linf_all[index], loss_all[index] = apsr.float(), linf.float(), loss.detach().float()
         if run.observed and run.record_maps:
             if prediction_all is None:
                 prediction_all = torch.zeros_like(task.labels)
@@ -86,8 +86,7 @@ def dag(model: nn.Module, images: Tensor, labels: Tensor, *,
             states_all[index] = task.pixel_states(pixel_adv, index=index)
 
         if going.any():
-            grad, = torch.autograd.grad((loss * going).sum(), delta_active)
-            run.count_backward(index[going])
+            grad = run.gradient(loss * going, delta_active, index[going])
             grad_norm = grad.flatten(1).abs().amax(dim=1).clamp_min(1e-12)
             step = step_size * grad / per_image_view(grad_norm, grad)
             delta[index[going]] = (delta_active.detach() - step)[going]

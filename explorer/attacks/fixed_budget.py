@@ -75,8 +75,7 @@ def evaluate(run: AttackRun, delta: Tensor, objective: Objective, progress: floa
     run.track_highest_apsr(adv.detach(), torch.where(inside, apsr, torch.full_like(apsr, -1.0)), linf)
     grad = None
     if with_grad:
-        grad, = torch.autograd.grad(loss.sum(), delta)
-        run.count_backward()
+        grad = run.gradient(loss, delta)
     return Evaluation(prediction.detach(), pixel_adv, apsr.detach(), loss.detach(), linf), grad
 
 

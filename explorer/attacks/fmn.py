@@ -70,8 +70,7 @@ def fmn(model: nn.Module, images: Tensor, labels: Tensor, *, targeted: bool = Fa
         norm = delta.detach().flatten(1).abs().amax(1)
         is_adv = run.track(images + delta.detach(), apsr, norm)
         loss = (sign * difference_of_logits(logits, task.labels) * task.masks).flatten(1).sum(1) / task.mask_count
-        grad, = torch.autograd.grad(loss.sum(), delta)
-        run.count_backward()
+        grad = run.gradient(loss, delta)
         with torch.no_grad():
             delta = delta.detach()
             dual = grad.flatten(1).abs().sum(1).clamp_min(1e-12)

@@ -96,8 +96,8 @@ def pdpgd(model: nn.Module, images: Tensor, labels: Tensor, *, targeted: bool = 
 
         margin = sign * difference_of_logits(logits, task.labels)  # > 0 where the pixel is not fooled
         smooth = (F.softplus(margin) * weights_ema.to(margin.dtype)).flatten(1).sum(1)
-        grad, = torch.autograd.grad(smooth.sum(), delta)
-        run.count_backward()
+        grad = run.gradient(smooth, delta)
+        run.check_model()  # the prox reads a bound on the host: refuse NaN logits before it
         with torch.no_grad():
             # Adam step on the smooth part, then back into the box
             first_moment.lerp_(grad, 1 - beta1)

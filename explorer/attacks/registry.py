@@ -6,8 +6,14 @@ decorator, which also
 
 * checks at import time that the schema's defaults are the function's defaults, so the
   two cannot drift apart, and
-* validates every call's hyper-parameters against the schema, raising
-  :class:`~explorer.errors.InputError` for an unknown name or a value out of range.
+* validates every call's keyword arguments before the attack runs, raising
+  :class:`~explorer.errors.InputError` for an unknown name, a value out of range or of the
+  wrong kind (``True`` for a number, ``"no"`` for ``targeted``, a callback that cannot
+  be called).
+
+Values from an untrusted source (a run file, a web form) go through
+:meth:`AttackSpec.validate_hyperparameters`, which accepts the schema's hyper-parameters
+and ``adv_threshold`` only — never ``callback``, ``masks``, ``record_maps`` or ``targeted``.
 
 ``print(get_attack("alma_prox"))`` shows every hyper-parameter with its default.
 """
@@ -16,13 +22,79 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import numbers
+import operator
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
 
 from explorer.errors import InputError
 
 #: Keyword arguments every attack accepts that are not hyper-parameters.
 COMMON_KEYWORDS = ("targeted", "masks", "adv_threshold", "callback", "record_maps")
+#: Keywords that only a program may pass (they carry code, tensors or the attack's mode):
+#: :meth:`AttackSpec.validate_hyperparameters` refuses them.
+PROGRAM_KEYWORDS = ("targeted", "masks", "callback", "record_maps")
+
+
+def is_boolean(value: Any) -> bool:
+    """Whether ``value`` is a true boolean (``bool`` or ``numpy.bool_``), not 0/1 or a string."""
+    return isinstance(value, (bool, np.bool_))
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` on one short line, for error messages.
+
+    A huge integer is described by its size (its ``repr`` would fill a screen, and past
+    4300 digits Python refuses to write it); a tensor by its dtype and shape.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"an integer of about {int(value.bit_length() * math.log10(2))} digits"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if torch.is_tensor(value) and value.numel() != 1:
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    try:
+        text = " ".join(repr(value).split())
+    except Exception:  # a hostile __repr__ must not hide the real error
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def as_number(value: Any, what: str):
+    """``value`` as a Python ``int`` or ``float``, or :class:`InputError` naming ``what``.
+
+    Booleans are refused (``True`` would silently become 1), integers stay exact
+    (``10**400`` is kept as an int, so range checks cannot overflow), strings must spell a
+    number, and anything else must convert with ``float()``.
+    """
+    if is_boolean(value) or (torch.is_tensor(value) and value.dtype == torch.bool):
+        raise InputError(f"{what} must be a number, not true/false; got {short_repr(value)}")
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            return float(text)  # '1e400' becomes inf and is refused as not finite
+        except ValueError:
+            raise InputError(f"{what} must be a number; got {short_repr(value)}") from None
+    if isinstance(value, numbers.Integral) or (torch.is_tensor(value) and not value.is_floating_point()):
+        try:
+            return operator.index(value)
+        except (TypeError, ValueError, RuntimeError):
+            pass
+    try:
+        return float(value)
+    except OverflowError:
+        raise InputError(f"{what} is too large to be a number; got {short_repr(value)}") from None
+    except (TypeError, ValueError, RuntimeError):
+        raise InputError(f"{what} must be a number; got {short_repr(value)}") from None
 
 
 @dataclass(frozen=True)
@@ -45,32 +117,37 @@ class ParamSpec:
     symbol: str = ""
 
     def validate(self, value: Any, attack: str = "") -> Any:
-        """Return ``value`` converted to this parameter's type, or raise :class:`InputError`."""
+        """Return ``value`` converted to this parameter's type, or raise :class:`InputError`.
+
+        Numbers are checked strictly, because values also come from run files and web
+        forms: ``True``/``False`` are not numbers (Python would read them as 1 and 0), a
+        string must spell a number, and an integer too large for a float (``10**400``) is
+        refused with the parameter's range instead of escaping as an ``OverflowError``.
+        """
         where = f"{attack}: " if attack else ""
         if self.type is bool:
-            if isinstance(value, bool):
-                return value
-            raise InputError(f"{where}{self.name} must be true or false; got {value!r}")
+            if is_boolean(value):
+                return bool(value)
+            raise InputError(f"{where}{self.name} must be true or false; got {short_repr(value)}")
         if self.type is str:
-            if self.choices is not None and value not in self.choices:
-                raise InputError(f"{where}{self.name} must be one of {list(self.choices)}; got {value!r}")
+            if not isinstance(value, str) or (self.choices is not None and value not in self.choices):
+                accepted = f"one of {list(self.choices)}" if self.choices is not None else "a string"
+                raise InputError(f"{where}{self.name} must be {accepted}; got {short_repr(value)}")
             return str(value)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            try:
-                value = float(value)
-            except (TypeError, ValueError):
-                raise InputError(f"{where}{self.name} must be a number; got {value!r}") from None
-        if not math.isfinite(value):
-            raise InputError(f"{where}{self.name} must be finite; got {value!r}")
-        if self.type is int:
-            if float(value) != int(value):
-                raise InputError(f"{where}{self.name} must be a whole number; got {value!r}")
-            value = int(value)
-        else:
-            value = float(value)
-        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
-            raise InputError(f"{where}{self.name} must be in [{self.low}, {self.high}]; got {value!r}")
-        return value
+        number = as_number(value, f"{where}{self.name}")
+        domain = f" in [{self.low}, {self.high}]" if (self.low is not None or self.high is not None) else ""
+        if isinstance(number, float):
+            if not math.isfinite(number):
+                raise InputError(f"{where}{self.name} must be a finite number{domain}; got {short_repr(value)}")
+            if self.type is int and not number.is_integer():
+                raise InputError(f"{where}{self.name} must be a whole number; got {short_repr(value)}")
+        # Python compares an int with a float bound exactly, without converting (no overflow)
+        if (self.low is not None and number < self.low) or (self.high is not None and number > self.high):
+            raise InputError(f"{where}{self.name} must be{domain}; got {short_repr(value)}")
+        try:
+            return int(number) if self.type is int else float(number)
+        except OverflowError:  # only reachable without bounds
+            raise InputError(f"{where}{self.name} is too large; got {short_repr(value)}") from None
 
     def describe(self) -> str:
         """One line: name = default, range, help."""
@@ -87,6 +164,37 @@ class ParamSpec:
 #: The success threshold ν, shared by every attack.
 ADV_THRESHOLD = ParamSpec("adv_threshold", float, 0.99, "APSR needed to call an image fooled",
                           low=1e-6, high=1.0, symbol="ν")
+
+
+def validate_common(name: str, value: Any, attack: str = "") -> Any:
+    """Check one of :data:`COMMON_KEYWORDS`; return it converted, or raise :class:`InputError`.
+
+    Protects the attack from arguments that Python would happily misread: ``targeted="no"``
+    (a non-empty string is truthy, so the attack would run *targeted*), ``record_maps=1``,
+    a ``callback`` that is not callable (it would fail only at the first iteration, after
+    the model already ran) and ``masks`` that are not a boolean (N, H, W) tensor (their
+    match with the images' shape is checked by :func:`explorer.attacks.core.check_inputs`).
+    """
+    where = f"{attack}: " if attack else ""
+    if name in ("targeted", "record_maps"):
+        if not is_boolean(value):
+            raise InputError(f"{where}{name} must be True or False; got {short_repr(value)}")
+        return bool(value)
+    if name == "adv_threshold":
+        return ADV_THRESHOLD.validate(value, attack)
+    if name == "callback":
+        if value is not None and not callable(value):
+            raise InputError(f"{where}callback must be None or a function taking an IterationRecord; "
+                             f"got {short_repr(value)}")
+        return value
+    if name == "masks":
+        if value is not None and (not torch.is_tensor(value) or value.dtype != torch.bool or value.ndim != 3):
+            got = (f"a {value.dtype} tensor of shape {tuple(value.shape)}" if torch.is_tensor(value)
+                   else short_repr(value))
+            raise InputError(f"{where}masks must be None or a boolean (torch.bool) tensor of shape (N, H, W); "
+                             f"got {got}")
+        return value
+    raise KeyError(name)
 
 
 @dataclass
@@ -114,23 +222,49 @@ class AttackSpec:
         return {p.name: p.default for p in self.params}
 
     def validate(self, params: Mapping[str, Any]) -> Dict[str, Any]:
-        """Check hyper-parameters against the schema; return them converted.
+        """Check a call's keyword arguments against the schema; return them converted.
 
-        Unknown names raise :class:`InputError` listing the accepted ones.  Common keywords
-        (``targeted``, ``masks``, ...) pass through, ``adv_threshold`` range-checked.
+        Unknown names raise :class:`InputError` listing the accepted ones.  Hyper-parameters
+        are checked by their :class:`ParamSpec`, the common keywords by
+        :func:`validate_common` (``targeted`` and ``record_maps`` real bools, ``callback``
+        callable, ``masks`` a boolean tensor, ``adv_threshold`` in range), so a bad
+        argument is refused before the model runs.  For values from an untrusted source
+        use :meth:`validate_hyperparameters`.
         """
+        return self._validate(params, allow_program_keywords=True)
+
+    def validate_hyperparameters(self, params: Mapping[str, Any]) -> Dict[str, Any]:
+        """Check hyper-parameters from an untrusted source (a run file, a web form).
+
+        Accepts only the schema's hyper-parameters and ``adv_threshold``, converted as by
+        :meth:`validate`.  ``targeted``, ``masks``, ``callback`` and ``record_maps`` are
+        refused with :class:`InputError`: they are set by the program that runs the
+        attack, and a file must not be able to smuggle in code (a callback), tensors or
+        the attack's mode.  ``params`` must be a mapping with string keys.
+        """
+        return self._validate(params, allow_program_keywords=False)
+
+    def _validate(self, params: Mapping[str, Any], allow_program_keywords: bool) -> Dict[str, Any]:
+        if not isinstance(params, Mapping):
+            raise InputError(f"{self.name}: parameters must be a mapping of name to value; "
+                             f"got {type(params).__name__}")
         known = {p.name: p for p in self.params}
+        accepted = sorted(known) + (list(COMMON_KEYWORDS) if allow_program_keywords else ["adv_threshold"])
         out: Dict[str, Any] = {}
         for name, value in params.items():
+            if not isinstance(name, str):
+                raise InputError(f"{self.name}: parameter names must be strings; got {short_repr(name)}")
             if name in known:
                 out[name] = known[name].validate(value, self.name)
             elif name == "adv_threshold":
                 out[name] = ADV_THRESHOLD.validate(value, self.name)
-            elif name in COMMON_KEYWORDS:
-                out[name] = value
+            elif name in COMMON_KEYWORDS and allow_program_keywords:
+                out[name] = validate_common(name, value, self.name)
+            elif name in PROGRAM_KEYWORDS:
+                raise InputError(f"{self.name}: {name!r} is not a hyper-parameter and cannot be set here; "
+                                 f"accepted: {accepted}")
             else:
-                raise InputError(f"{self.name} has no parameter {name!r}; its parameters are "
-                                 f"{sorted(known) + list(COMMON_KEYWORDS)}")
+                raise InputError(f"{self.name} has no parameter {short_repr(name)}; its parameters are {accepted}")
         return out
 
     def __call__(self, model, images, labels, **kwargs):
@@ -149,11 +283,12 @@ ATTACKS: Dict[str, AttackSpec] = {}
 
 
 def get_attack(name: str) -> AttackSpec:
-    """The registered attack called ``name`` (raises :class:`InputError` listing the known ones)."""
-    try:
-        return ATTACKS[name]
-    except KeyError:
-        raise InputError(f"unknown attack {name!r}; known attacks: {sorted(ATTACKS)}") from None
+    """The registered attack called ``name`` (raises :class:`InputError` listing the known ones,
+    whatever ``name`` is)."""
+    spec = ATTACKS.get(name) if isinstance(name, str) else None
+    if spec is None:
+        raise InputError(f"unknown attack {repr(name)[:60]}; known attacks: {sorted(ATTACKS)}")
+    return spec
 
 
 def register_attack(name: str, *, title: str, kind: str, summary: str, reference: str,

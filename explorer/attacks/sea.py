@@ -11,12 +11,14 @@ the member that lowers a dataset's mIoU most (seed 004's worst-case mIoU).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional
+from dataclasses import replace
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 from torch import Tensor, nn
 
-from explorer.attacks.core import AttackResult, AttackRun, keep_better, linf_distance, per_image_eps
+from explorer.attacks.core import (AttackResult, AttackRun, IterationRecord, keep_better, linf_distance,
+                                   per_image_eps)
 from explorer.attacks.fixed_budget import EPS, RADIUS_STAGES, RANDOM_INIT, apgd_ascent, _steps
 from explorer.attacks.registry import register_attack
 from explorer.losses import OBJECTIVES
@@ -35,25 +37,40 @@ def sea(model: nn.Module, images: Tensor, labels: Tensor, *, targeted: bool = Fa
         masks: Optional[Tensor] = None, adv_threshold: float = 0.99, eps: float = 8 / 255,
         num_steps: int = 300, random_init: bool = True,
         callback: Optional[Callable[..., Any]] = None, record_maps: bool = False) -> AttackResult:
-    """SEA (module docstring).  ``num_steps`` iterations per member; records are numbered
-    across members (``4 × num_steps`` in all) with the member's name in ``extras["member"]``
-    (its index in :data:`SEA_LOSSES`)."""
+    """SEA (module docstring).  ``num_steps`` iterations per member.
+
+    The callback and ``result.trace`` see the ensemble's records: attack ``"sea"``,
+    iterations numbered across members (``0 .. 4 × num_steps - 1``, contiguous),
+    ``num_steps = 4 × num_steps`` and the member's index in :data:`SEA_LOSSES` in
+    ``extras["member"]`` — the same with or without ``record_maps``.  Each record is
+    built anew from the member's (never by modifying it), so the members' own traces,
+    in ``result.members``, keep their own names (``"sea/<loss>"``) and iteration numbers.
+    """
     params = dict(eps=eps, num_steps=num_steps, random_init=random_init)
     members: Dict[str, AttackResult] = {}
+    trace: Optional[List[IterationRecord]] = [] if callback is not None else None
+    total_steps = len(SEA_LOSSES) * num_steps
     offset = 0
+    task = None
+    run = None
     for index, loss in enumerate(SEA_LOSSES):
-        def relay(record, _index=index):
-            record.attack = "sea"
-            record.iteration += offset
-            record.num_steps = len(SEA_LOSSES) * num_steps
-            record.extras["member"] = torch.full_like(record.apsr, float(_index))
-            return callback(record)
+        def relay(record: IterationRecord, _index: int = index, _offset: int = offset):
+            extras = dict(record.extras)
+            extras["member"] = torch.full_like(record.apsr, float(_index))
+            ensemble = replace(record, attack="sea", iteration=record.iteration + _offset,
+                               num_steps=total_steps, extras=extras)
+            trace.append(ensemble.copy(maps=False))
+            return callback(ensemble)
 
+        if run is not None:  # the first member's checked inputs and constraint set (one input check)
+            images, labels, masks = run.images, run._labels, run._masks
         run = AttackRun(f"sea/{loss}", model, images, labels, masks, targeted, adv_threshold, num_steps,
-                        relay if callback is not None else None, record_maps, params=dict(params, loss=loss))
+                        relay if callback is not None else None, record_maps, params=dict(params, loss=loss),
+                        task=task)
         eps_t = per_image_eps(eps, len(run.images), run.images.device)
         offset += apgd_ascent(run, eps_t, num_steps, OBJECTIVES[loss], random_init, RADIUS_STAGES)
         members[loss] = run.result()
+        task = run.task  # later members check the model's class count against the first's
         if members[loss].stopped:
             break
     # per image, the member with the highest APSR
@@ -63,9 +80,7 @@ def sea(model: nn.Module, images: Tensor, labels: Tensor, *, targeted: bool = Fa
         best_adv, best_apsr, _ = keep_better(best_adv, best_apsr, result.adv_images, result.apsr)
     return AttackResult(
         attack="sea", adv_images=best_adv, linf=linf_distance(best_adv, run.images), apsr=best_apsr,
-        success=best_apsr >= adv_threshold, num_forwards=sum(r.num_forwards for r in results),
+        success=best_apsr >= run.adv_threshold, num_forwards=sum(r.num_forwards for r in results),
         num_backwards=sum(r.num_backwards for r in results), iterations=offset, stopped=results[-1].stopped,
-        elapsed_s=sum(r.elapsed_s for r in results), targeted=targeted,
-        adv_threshold=adv_threshold, params=params,
-        trace=[r for m in results for r in (m.trace or [])] if callback is not None else None,
-        members=members)
+        elapsed_s=sum(r.elapsed_s for r in results), targeted=run.targeted,
+        adv_threshold=run.adv_threshold, params=params, trace=trace, members=members)
