@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -23,6 +24,9 @@ from PIL import Image
 from explorer.attacks import get_attack
 from explorer.attacks.core import AttackResult
 from explorer.errors import InputError
+from explorer.models import get_model_entry
+from explorer.samples import list_samples
+from explorer.targets import target_choices
 
 RUN_FORMAT = "seg-attack-explorer/run"
 RUN_VERSION = 1
@@ -59,44 +63,82 @@ class RunSpec:
         return self.image.startswith("upload:")
 
     @classmethod
-    def from_json(cls, text: str) -> "RunSpec":
-        """Parse and check a run file; raise :class:`InputError` saying what is wrong."""
-        from explorer.live import TARGETS
-
-        if isinstance(text, bytes):
-            if len(text) > MAX_RUN_FILE_BYTES:
-                raise InputError(f"run file too large ({len(text)} bytes; limit {MAX_RUN_FILE_BYTES})")
-            try:
-                text = text.decode("utf-8")
-            except UnicodeDecodeError:
-                raise InputError("run file is not UTF-8 text") from None
-        if len(text) > MAX_RUN_FILE_BYTES:
-            raise InputError(f"run file too large ({len(text)} characters; limit {MAX_RUN_FILE_BYTES})")
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise InputError(f"run file is not valid JSON ({error.msg}, line {error.lineno})") from None
+    def from_json(cls, text) -> "RunSpec":
+        """Parse and check a run file (bytes or text); raise :class:`InputError` saying what is
+        wrong.  A run file is untrusted: every field is checked against what this explorer
+        offers — a known model, a shipped sample or ``upload:<sha256>``, a registered
+        attack and only its hyper-parameters (never ``callback``, ``masks`` or the like), a
+        target the model supports, a whole seed, a number for ν — and unknown fields are
+        refused.  Nothing in it is ever used as a path, executed or unpickled."""
+        data = _parse_json(text)
         if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
             raise InputError(f"not a run file of this explorer (expected \"format\": \"{RUN_FORMAT}\")")
-        if data.get("version") != RUN_VERSION:
-            raise InputError(f"run file version {data.get('version')!r} is not supported (expected {RUN_VERSION})")
+        if data.get("version") != RUN_VERSION or isinstance(data.get("version"), bool):
+            raise InputError(f"run file version {_shown(data.get('version'))} is not supported (expected {RUN_VERSION})")
+        unknown = sorted(set(data) - RUN_FIELDS)
+        if unknown:
+            raise InputError(f"run file: unknown field(s) {_shown(unknown)}; a run file holds {sorted(RUN_FIELDS)}")
         missing = [k for k in ("model", "image", "attack") if not isinstance(data.get(k), str)]
         if missing:
             raise InputError(f"run file lacks {missing} (text fields)")
+        entry = get_model_entry(data["model"])
+        image = data["image"]
+        if not (UPLOAD_NAME.fullmatch(image) or image in list_samples()):
+            raise InputError(f"run file: image {_shown(image)} is neither a shipped sample nor "
+                             f"upload:<sha256 of the picture>")
+        attack = get_attack(data["attack"])
+        target = data.get("target", "untargeted")
+        choices = target_choices(entry.dataset_info)
+        if not isinstance(target, str) or target not in choices:
+            raise InputError(f"run file: target {_shown(target)} is not one of {choices} (those of {entry.name})")
         params = data.get("params", {})
         if not isinstance(params, dict):
             raise InputError("run file: params must be an object of name: value")
-        spec = cls(model=data["model"], image=data["image"], attack=data["attack"],
-                   target=data.get("target", "untargeted"), params=params,
-                   seed=data.get("seed", 0), adv_threshold=data.get("adv_threshold", 0.99))
-        if spec.target not in TARGETS:
-            raise InputError(f"run file: unknown target {spec.target!r}; expected one of {list(TARGETS)}")
-        if isinstance(spec.seed, bool) or not isinstance(spec.seed, int) or spec.seed < 0:
-            raise InputError(f"run file: seed must be a whole number >= 0; got {spec.seed!r}")
-        attack = get_attack(spec.attack)
-        spec.params = attack.validate(spec.params)
-        spec.adv_threshold = attack.validate({"adv_threshold": spec.adv_threshold})["adv_threshold"]
-        return spec
+        seed = data.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63:
+            raise InputError(f"run file: seed must be a whole number in [0, 2**63); got {_shown(seed)}")
+        threshold = data.get("adv_threshold", 0.99)
+        return cls(model=entry.name, image=image, attack=attack.name, target=target,
+                   params=attack.validate_hyperparameters(params), seed=seed,
+                   adv_threshold=attack.validate_hyperparameters({"adv_threshold": threshold})["adv_threshold"])
+
+
+#: the fields of a run file
+RUN_FIELDS = frozenset({"format", "version", "model", "image", "attack", "target", "params", "seed",
+                        "adv_threshold"})
+#: how a run file names an uploaded picture
+UPLOAD_NAME = re.compile(r"upload:[0-9a-f]{64}")
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)`` cut to 60 characters, for messages about untrusted values."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _parse_json(text) -> Any:
+    """JSON of a run file (bytes or str) within :data:`MAX_RUN_FILE_BYTES`, or InputError."""
+    if isinstance(text, (bytes, bytearray, memoryview)):
+        if len(text) > MAX_RUN_FILE_BYTES:
+            raise InputError(f"run file too large ({len(text)} bytes; limit {MAX_RUN_FILE_BYTES})")
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError("run file is not UTF-8 text") from None
+    if not isinstance(text, str):
+        raise InputError(f"a run file is JSON text or bytes; got {type(text).__name__}")
+    if len(text) > MAX_RUN_FILE_BYTES:
+        raise InputError(f"run file too large ({len(text)} characters; limit {MAX_RUN_FILE_BYTES})")
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as error:
+        raise InputError(f"run file is not valid JSON ({error.msg}, line {error.lineno})") from None
+    except RecursionError:
+        raise InputError("run file is nested too deeply to be a run file") from None
+
+
+def _no_constant(name: str):
+    raise InputError(f"run file holds {name}, which is not JSON; write a number")
 
 
 def write_png(image, path: Path) -> Path:

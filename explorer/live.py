@@ -16,13 +16,14 @@ This is the framework-free engine under the Gradio app (and usable from a notebo
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import queue
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -30,24 +31,16 @@ from torch import Tensor
 
 from explorer.attacks import get_attack
 from explorer.attacks.core import AttackResult, IterationRecord
-from explorer.datasets import IGNORE_INDEX, DatasetInfo
+from explorer.datasets import DatasetInfo
 from explorer.errors import InputError
+from explorer.images import (decode_image_file, decode_label_file, image_from_array, is_file_upload,
+                             label_map_from_array, read_upload, resize_notice)
 from explorer.metrics import apsr, confusion_matrix, mean_iou, pixel_accuracy
 from explorer.models import load_model
+from explorer.models.registry import check_name
 from explorer.samples import SAMPLES_DIR, load_sample, read_label_png
-from explorer.targets import background_target, custom_target, resize_label_map
+from explorer.targets import TARGETS, background_target, custom_target, resize_label_map, target_choices
 
-#: the targets a user can choose, with the words shown for them
-TARGETS: Dict[str, str] = {
-    "untargeted": "untargeted — fool every labelled pixel",
-    "background": "all background",
-    "majority": "smoothed majority-label street layout",
-    "custom": "uploaded label map",
-}
-#: uploaded images larger than this (either side) are downscaled, with a notice
-MAX_IMAGE_SIDE = 1024
-#: uploaded images smaller than this (either side) are refused
-MIN_IMAGE_SIDE = 16
 #: memory allowed for one run's replay frames (predictions, masks, float16 perturbations)
 FRAME_BUDGET_BYTES = 64 * 2 ** 20
 #: at most this many replay frames per run
@@ -55,21 +48,14 @@ MAX_FRAMES = 120
 MAJORITY_TARGET_PNG = SAMPLES_DIR / "street_majority_target.png"
 
 
-def target_choices(dataset: DatasetInfo) -> List[str]:
-    """The targets that make sense for a dataset: background only with a background class,
-    the majority layout only for street scenes (Cityscapes classes)."""
-    out = ["untargeted"]
-    if dataset.background_class is not None:
-        out.append("background")
-    if dataset.name == "cityscapes":
-        out.append("majority")
-    out.append("custom")
-    return out
+def cached_model(name: str, device: Optional[str] = None):
+    """:func:`explorer.models.load_model`, cached: sessions share read-only models.  The name
+    is checked first, so a client's junk never reaches the cache as a key."""
+    return _shared_model(check_name(name), device if device is None else str(device))
 
 
 @functools.lru_cache(maxsize=4)
-def cached_model(name: str, device: Optional[str] = None):
-    """:func:`explorer.models.load_model`, cached: sessions share read-only models."""
+def _shared_model(name: str, device: Optional[str]):
     model = load_model(name, device)
     for p in model.parameters():
         p.requires_grad_(False)
@@ -78,107 +64,56 @@ def cached_model(name: str, device: Optional[str] = None):
 
 # --------------------------------------------------------------------------- inputs
 
-def downscaled_size(h: int, w: int) -> Tuple[int, int]:
-    """(H', W') of an (h, w) picture shrunk so its longer side is :data:`MAX_IMAGE_SIDE`
-    (neither side below :data:`MIN_IMAGE_SIDE`); unchanged when it already fits."""
-    if max(h, w) <= MAX_IMAGE_SIDE:
-        return h, w
-    scale = MAX_IMAGE_SIDE / max(h, w)
-    return max(MIN_IMAGE_SIDE, round(h * scale)), max(MIN_IMAGE_SIDE, round(w * scale))
+#: decoded uploads kept, so previews and runs of the same file do not decode it again
+DECODE_CACHE_SIZE = 8
+_DECODED: "OrderedDict[Tuple, Tuple[Tensor, str]]" = OrderedDict()
+_DECODED_LOCK = threading.Lock()
 
 
-def image_from_array(array: Any) -> Tuple[Tensor, str]:
-    """An uploaded picture (H, W), (H, W, 1|3|4) uint8/uint16/float array as a (3, H, W)
-    float tensor in [0, 1]; returns it with a notice ("" when nothing was changed).
-
-    Grey is replicated, alpha dropped, 16-bit scaled; images larger than
-    :data:`MAX_IMAGE_SIDE` are downscaled (area) with a notice; smaller than
-    :data:`MIN_IMAGE_SIDE` refused.
-    """
-    if array is None:
-        raise InputError("no image: pick a sample or upload a picture")
-    a = np.asarray(array)
-    if a.dtype == object or a.ndim not in (2, 3) or a.size == 0:
-        raise InputError(f"the image must be an (H, W) or (H, W, C) picture; got shape {a.shape}")
-    if a.ndim == 2:
-        a = a[:, :, None]
-    if a.shape[2] not in (1, 3, 4):
-        raise InputError(f"the image must have 1, 3 or 4 channels; got {a.shape[2]}")
-    if a.shape[2] == 1:
-        a = np.repeat(a, 3, axis=2)
-    a = a[:, :, :3]
-    if a.dtype == np.uint8:
-        x = a.astype(np.float32) / 255
-    elif a.dtype == np.uint16:
-        x = a.astype(np.float32) / 65535
-    elif np.issubdtype(a.dtype, np.floating):
-        x = a.astype(np.float32)
-        if not np.isfinite(x).all():
-            raise InputError("the image contains NaN or infinite values")
-        if x.max() > 1.0 + 1e-6:
-            x = x / 255.0
-        x = np.clip(x, 0, 1)
-    else:
-        raise InputError(f"unsupported image data type {a.dtype}")
-    h, w = x.shape[:2]
-    if min(h, w) < MIN_IMAGE_SIDE:
-        raise InputError(f"the image is {w}×{h} pixels; it must be at least {MIN_IMAGE_SIDE} on each side")
-    tensor = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
-    notice = ""
-    if max(h, w) > MAX_IMAGE_SIDE:
-        size = downscaled_size(h, w)
-        tensor = torch.nn.functional.interpolate(tensor[None], size=size, mode="area")[0].clamp(0, 1)
-        notice = f"image downscaled from {w}×{h} to {size[1]}×{size[0]} (limit {MAX_IMAGE_SIDE} px a side)"
-    return tensor, notice
-
-
-def label_map_from_array(array: Any, dataset: DatasetInfo) -> Tensor:
-    """An uploaded label map as (H, W) int64 class ids.
-
-    A single-channel map (grey or palette PNG) is read as class ids; an RGB map is read
-    through the dataset's palette (colours not in it become ignored, 255).
-    """
-    if array is None:
-        raise InputError("no label map uploaded")
-    a = np.asarray(array)
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[:, :, 0]
-    if a.ndim == 2:
-        if not (np.issubdtype(a.dtype, np.integer) or np.all(np.mod(a, 1) == 0)):
-            raise InputError("a single-channel label map must hold whole class ids")
-        return torch.from_numpy(a.astype(np.int64))
-    if a.ndim == 3 and a.shape[2] in (3, 4):
-        rgb = a[:, :, :3].astype(np.int64)
-        code = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-        out = np.full(code.shape, IGNORE_INDEX, np.int64)
-        for k, (r, g, b) in enumerate(dataset.palette):
-            out[code == ((r << 16) | (g << 8) | b)] = k
-        return torch.from_numpy(out)
-    raise InputError(f"a label map must be (H, W) class ids or an (H, W, 3) palette picture; got {a.shape}")
-
-
-def is_file_upload(upload: Any) -> bool:
-    """True for an upload given as file bytes or a file path (decoded by :mod:`explorer.images`)."""
-    return isinstance(upload, (bytes, bytearray, memoryview, str, Path))
+def _cached_decode(kind: str, upload: Any, decode: Callable[[bytes], Tuple[Tensor, str]],
+                   *key: Any) -> Tuple[Tensor, str]:
+    """``decode(data)`` of an uploaded file, remembered by the sha256 of its bytes (and
+    ``key``): the app previews the scene on every change, and a 20 MiB picture or a
+    large label map must not be decoded each time.  Returns a copy (callers own it)."""
+    data = read_upload(upload)
+    entry = (kind, hashlib.sha256(data).hexdigest(), *key)
+    with _DECODED_LOCK:
+        hit = _DECODED.get(entry)
+        if hit is not None:
+            _DECODED.move_to_end(entry)
+    if hit is None:
+        hit = decode(data)
+        with _DECODED_LOCK:
+            _DECODED[entry] = hit
+            while len(_DECODED) > DECODE_CACHE_SIZE:
+                _DECODED.popitem(last=False)
+    tensor, notice = hit
+    return tensor.clone(), notice
 
 
 def decode_upload(upload: Any) -> Tuple[Tensor, str]:
     """The picture of an upload: file bytes or a path are decoded by
-    :func:`explorer.images.decode_image_file`, an array by :func:`image_from_array`."""
+    :func:`explorer.images.decode_image_file` (cached), an array by
+    :func:`explorer.images.image_from_array`."""
     if is_file_upload(upload):
-        from explorer.images import decode_image_file
-
-        return decode_image_file(upload)
+        return _cached_decode("picture", upload, decode_image_file)
     return image_from_array(upload)
 
 
-def _label_source(target_map: Any) -> Any:
-    """An uploaded label map file decoded to an array; arrays pass through."""
+def decode_target_map(target_map: Any, dataset: DatasetInfo, size: Tuple[int, int]) -> Tuple[Tensor, str]:
+    """An uploaded target label map as (H, W) class ids at the image's ``size``, with a notice:
+    a file through :func:`explorer.images.decode_label_file` (cached), an array through
+    :func:`explorer.images.label_map_from_array`.  Either way it is sampled to ``size``
+    before it is widened, so its cost is bounded by the image, not by the file."""
     if is_file_upload(target_map):
-        from explorer.images import decode_label_file
-
-        return decode_label_file(target_map)
-    return target_map
+        labels, notice = _cached_decode("label map", target_map,
+                                        lambda data: decode_label_file(data, dataset, size=size),
+                                        dataset.name, tuple(size))
+        return labels, notice
+    array = np.asarray(target_map) if target_map is not None else None
+    labels = label_map_from_array(array, dataset, size=size)
+    notice = resize_notice(array.shape[:2], size)
+    return labels, notice
 
 
 @dataclass
@@ -230,8 +165,8 @@ def prepare_scene(model_name: str, sample: Optional[str] = None, upload: Any = N
     the other dataset) is attacked against the clean prediction.  A target map of
     another size is resized to the image (nearest neighbour) with a notice.
     """
-    if target not in TARGETS:
-        raise InputError(f"unknown target {target!r}; choose one of {list(TARGETS)}")
+    if not isinstance(target, str) or target not in TARGETS:
+        raise InputError(f"unknown target {repr(target)[:60]}; choose one of {list(TARGETS)}")
     model = cached_model(model_name, device)
     dataset = model.dataset
     if target not in target_choices(dataset):
@@ -268,13 +203,9 @@ def prepare_scene(model_name: str, sample: Optional[str] = None, upload: Any = N
         layout = read_label_png(MAJORITY_TARGET_PNG)
         labels = resize_label_map(layout, size)[None].to(device_)
     else:
-        uploaded = label_map_from_array(_label_source(target_map), dataset)
-        if tuple(uploaded.shape[-2:]) != size:
-            notice = "; ".join(filter(None, [notice, (
-                f"the target label map ({uploaded.shape[-1]}×{uploaded.shape[-2]}) was resized to the image "
-                f"({size[1]}×{size[0]}) with nearest neighbour")]))
-        labels = custom_target(uploaded, dataset.num_classes, size=size)
-        labels = labels.reshape(1, *size).to(device_)
+        uploaded, map_notice = decode_target_map(target_map, dataset, size)
+        notice = "; ".join(filter(None, [notice, map_notice]))
+        labels = custom_target(uploaded, dataset.num_classes)[None].to(device_)
     return Scene(model_name=model_name, model=model, image=image, image_name=image_name,
                  ground_truth=ground_truth, clean_prediction=clean_prediction, target=target,
                  attack_labels=labels.to(device=device_, dtype=torch.long), notice=notice)
@@ -339,10 +270,10 @@ class LiveAttack:
                  max_frames: int = MAX_FRAMES):
         self.scene = scene
         self.spec = get_attack(attack)
-        self.params = self.spec.validate(dict(params))
-        self.adv_threshold = float(self.spec.validate({"adv_threshold": adv_threshold})["adv_threshold"])
+        self.params = self.spec.validate_hyperparameters(params)
+        self.adv_threshold = float(self.spec.validate_hyperparameters({"adv_threshold": adv_threshold})["adv_threshold"])
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2 ** 63:
-            raise InputError(f"seed must be a whole number >= 0; got {seed!r}")
+            raise InputError(f"seed must be a whole number >= 0; got {repr(seed)[:60]}")
         self.seed = int(seed)
         # the records' own count (restarts, bisection steps, ensemble members) replaces this guess
         self.num_steps = int(self.params.get("num_steps", self.spec.defaults().get("num_steps", 1)))

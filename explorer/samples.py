@@ -52,11 +52,11 @@ def list_samples(world: Optional[str] = None, root: Optional[Path] = None) -> Li
 def load_sample(name: str, root: Optional[Path] = None) -> Tuple[torch.Tensor, torch.Tensor, str]:
     """Load a sample: image float (3,H,W) in [0,1], labels int64 (H,W) with 255 ignored, world name."""
     if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
-        raise InputError(f"invalid sample name {name!r}")
+        raise InputError(f"invalid sample name {repr(name)[:60]}")
     root = Path(root or SAMPLES_DIR)
     entries = {s["name"]: s for s in _index(root)["samples"]}
     if name not in entries:
-        raise InputError(f"unknown sample {name!r}; available: {sorted(entries)}")
+        raise InputError(f"unknown sample {repr(name)[:60]}; available: {sorted(entries)}")
     image = np.asarray(Image.open(root / f"{name}.png").convert("RGB"), dtype=np.float32) / 255
     labels = read_label_png(root / f"{name}_labels.png")
     return torch.from_numpy(image).permute(2, 0, 1).contiguous(), labels, entries[name]["world"]

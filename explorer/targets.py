@@ -24,6 +24,8 @@ from explorer.errors import InputError
 from explorer.validation import as_tensor, check_num_classes
 
 __all__ = [
+    "TARGETS",
+    "target_choices",
     "IGNORE_INDEX",
     "untargeted_labels",
     "background_target",
@@ -31,6 +33,27 @@ __all__ = [
     "majority_label_target",
     "custom_target",
 ]
+
+#: the targets a user can choose, with the words shown for them
+TARGETS: dict[str, str] = {
+    "untargeted": "untargeted — fool every labelled pixel",
+    "background": "all background",
+    "majority": "smoothed majority-label street layout",
+    "custom": "uploaded label map",
+}
+
+
+def target_choices(dataset) -> list[str]:
+    """The targets that make sense for a dataset: background only with a background class,
+    the majority layout only for street scenes (Cityscapes classes)."""
+    out = ["untargeted"]
+    if dataset.background_class is not None:
+        out.append("background")
+    if dataset.name == "cityscapes":
+        out.append("majority")
+    out.append("custom")
+    return out
+
 
 IGNORE_INDEX = 255
 """Label value of an ignored pixel in the maps this module returns."""

@@ -21,8 +21,13 @@ ends.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
+import itertools
 import logging
 import os
+import re
+import secrets
 import shutil
 import tempfile
 import threading
@@ -40,12 +45,12 @@ from explorer.attacks import ATTACKS, get_attack
 from explorer.attacks.core import SegmentationTask
 from explorer.attacks.registry import ADV_THRESHOLD, ParamSpec
 from explorer.errors import InputError
-from explorer.exports import RunSpec, image_digest, write_downloads
+from explorer.exports import MAX_RUN_FILE_BYTES, RunSpec, image_digest, write_downloads
 from explorer.images import MAX_UPLOAD_BYTES
-from explorer.live import (TARGETS, Frame, LiveAttack, Scene, Snapshot, friendly_error, prepare_scene,
-                           run_metrics, target_choices)
+from explorer.live import Frame, LiveAttack, Scene, Snapshot, friendly_error, prepare_scene, run_metrics
 from explorer.models import MODELS, available_models, get_model_entry
 from explorer.samples import list_samples
+from explorer.targets import TARGETS, target_choices
 
 #: seconds between image refreshes while a run streams (curves refresh every snapshot)
 IMAGE_REFRESH_S = 0.5
@@ -61,13 +66,13 @@ DEFAULT_STEPS = 200
 DEFAULT_ATTACK = "alma_prox"
 #: device for attacks: $EXPLORER_DEVICE, else CUDA when available
 DEVICE = os.environ.get("EXPLORER_DEVICE") or None
-#: root of the per-session download folders
-TEMP_ROOT = Path(os.environ.get("EXPLORER_TMP", Path(tempfile.gettempdir()) / "seg-attack-explorer"))
+#: the one folder the app writes into (one folder per session, one per run inside it)
+FILES_ROOT = Path(os.environ.get("EXPLORER_TMP") or Path(tempfile.gettempdir()) / "seg-attack-explorer")
 
 LOG = logging.getLogger(__name__)
 
-#: session hash -> the run it is streaming (Stop looks it up)
-ACTIVE_RUNS: Dict[str, LiveAttack] = {}
+#: session key -> the runs it is streaming (Run and Compare; Stop stops them all)
+ACTIVE_RUNS: Dict[str, List[LiveAttack]] = {}
 _ACTIVE_LOCK = threading.Lock()
 
 
@@ -141,37 +146,90 @@ def params_from_widgets(attack: str, steps: Any, values: Sequence[Any]) -> Dict[
 
 
 # --------------------------------------------------------------------------- session helpers
+#
+# A session is named by the client: Gradio takes any string as its session hash ("../x",
+# an absolute path, NUL, megabytes).  So no client string ever becomes a path.  A session's
+# files live in ``FILES_ROOT/<key>/run-<n>/``, where ``key`` is an HMAC of the hash under a
+# secret drawn when the server starts (fixed length, hex, unpredictable), and every delete
+# checks that what it removes is one of those folders, directly under the root.
 
-def session_id(request: Optional[gr.Request]) -> str:
-    return getattr(request, "session_hash", None) or "local"
+#: secret of this server process for naming session folders
+_SESSION_SECRET = secrets.token_bytes(32)
+#: how a session folder and a run folder are named (nothing else under FILES_ROOT is ever deleted)
+_SESSION_FOLDER = re.compile(r"[0-9a-f]{32}")
+_RUN_FOLDER = re.compile(r"run-[0-9]{6,}")
+#: finished runs whose downloads a session keeps (older ones are deleted when a run finishes)
+KEPT_RUNS_PER_SESSION = 4
+_RUN_COUNTER = itertools.count(1)
 
 
-def session_folder(request: Optional[gr.Request]) -> Path:
-    """This session's download folder (created on demand)."""
-    folder = TEMP_ROOT / session_id(request)
-    folder.mkdir(parents=True, exist_ok=True)
+def session_key(request: Optional[gr.Request]) -> str:
+    """The server's name for a browser session: an HMAC of its client-supplied hash (any
+    object, any string) under :data:`_SESSION_SECRET`; 32 hex digits."""
+    raw = getattr(request, "session_hash", None)
+    text = raw if isinstance(raw, str) else repr(raw)
+    return hmac.new(_SESSION_SECRET, text.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:32]
+
+
+def _owned_folder(folder: Path) -> bool:
+    """True when ``folder`` is a session folder directly under :data:`FILES_ROOT`, or a run
+    folder directly under one — real folders, not links — the only things the app deletes."""
+    root = FILES_ROOT.resolve()
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    resolved = folder.resolve()
+    if _RUN_FOLDER.fullmatch(resolved.name):
+        session = resolved.parent
+        return _SESSION_FOLDER.fullmatch(session.name) is not None and session.parent == root
+    return _SESSION_FOLDER.fullmatch(resolved.name) is not None and resolved.parent == root
+
+
+def _remove(folder: Path) -> None:
+    """Delete an app-owned folder (see :func:`_owned_folder`); anything else is left alone and logged."""
+    if not _owned_folder(folder):
+        if folder.exists():
+            LOG.error("refusing to delete %r: not a folder of this app under %s", str(folder), FILES_ROOT)
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def new_run_folder(request: Optional[gr.Request]) -> Path:
+    """A fresh folder for one run's downloads, in its session's folder; the session's older
+    run folders beyond :data:`KEPT_RUNS_PER_SESSION` are deleted (downloads already handed
+    out for another run of the session stay until then)."""
+    session = FILES_ROOT / session_key(request)
+    session.mkdir(parents=True, exist_ok=True)
+    folder = session / f"run-{next(_RUN_COUNTER):06d}"
+    folder.mkdir()
+    runs = sorted((p for p in session.iterdir() if _RUN_FOLDER.fullmatch(p.name)), key=lambda p: int(p.name[4:]))
+    for old in runs[:-KEPT_RUNS_PER_SESSION]:
+        _remove(old)
     return folder
 
 
 def cleanup_session(request: gr.Request) -> None:
-    """Stop the session's run and delete its files (called when the browser tab closes)."""
-    sid = session_id(request)
+    """Stop the session's runs and delete its files (called when the browser tab closes)."""
+    key = session_key(request)
     with _ACTIVE_LOCK:
-        run = ACTIVE_RUNS.pop(sid, None)
-    if run is not None:
+        runs = ACTIVE_RUNS.pop(key, [])
+    for run in runs:
         run.stop()
-    shutil.rmtree(TEMP_ROOT / sid, ignore_errors=True)
+    _remove(FILES_ROOT / key)
 
 
 def _register(request, run: LiveAttack) -> None:
     with _ACTIVE_LOCK:
-        ACTIVE_RUNS[session_id(request)] = run
+        ACTIVE_RUNS.setdefault(session_key(request), []).append(run)
 
 
 def _unregister(request, run: LiveAttack) -> None:
+    key = session_key(request)
     with _ACTIVE_LOCK:
-        if ACTIVE_RUNS.get(session_id(request)) is run:
-            del ACTIVE_RUNS[session_id(request)]
+        runs = ACTIVE_RUNS.get(key, [])
+        if run in runs:
+            runs.remove(run)
+        if not runs:
+            ACTIVE_RUNS.pop(key, None)
 
 
 def warn(message: str) -> str:
@@ -262,8 +320,11 @@ def preview(model_name: str, sample: Optional[str], upload: Any, target: str, ta
 def on_model_change(model_name: str, sample: Optional[str] = None, target: Optional[str] = None):
     """New model: restrict the samples to its classes and the targets to those it supports
     (keeping the current choices when they still apply)."""
-    samples = samples_for(model_name)
-    targets = target_radio_choices(model_name)
+    try:
+        samples = samples_for(model_name)
+        targets = target_radio_choices(model_name)
+    except InputError as error:
+        raise gr.Error(str(error)) from None
     sample = sample if sample in samples else (samples[0] if samples else None)
     target = target if target in [value for _, value in targets] else "untargeted"
     return gr.update(choices=samples, value=sample), gr.update(choices=targets, value=target)
@@ -276,13 +337,18 @@ def on_attack_change(attack: str):
 
 def default_steps(attack: str):
     """The iteration slider follows the attack chosen by the user: its own default ``num_steps``."""
-    steps = get_attack(attack).defaults().get("num_steps")
+    try:
+        steps = get_attack(attack).defaults().get("num_steps")
+    except InputError as error:
+        raise gr.Error(str(error)) from None
     return gr.update(value=steps, interactive=True) if steps is not None else gr.update(interactive=False)
 
 
 def apply_preset(attack: str, preset: Optional[str]):
     """Set an attack's widgets to one of its registry presets (others to the defaults)."""
     spec = get_attack(attack)
+    if preset and preset not in spec.presets:
+        raise gr.Error(f"{spec.title} has no preset {str(preset)[:40]!r}; its presets are {list(spec.presets)}")
     values = {**spec.defaults(), **spec.presets.get(preset or "", {})}
     return [gr.update(value=values[p.name]) for p in controlled_params(spec)]
 
@@ -336,11 +402,8 @@ def finish_run(run: LiveAttack, scene: Scene, model_name: str, sample, upload, r
         image_name = f"upload:{image_digest(upload if isinstance(upload, bytes) else np.asarray(upload))}"
     spec = RunSpec(model=model_name, image=image_name, attack=run.spec.name, target=scene.target,
                    params=dict(run.params), seed=run.seed, adv_threshold=run.adv_threshold)
-    folder = session_folder(request)
-    for old in folder.glob("*"):
-        old.unlink(missing_ok=True)
-    paths = write_downloads(result, scene.image, spec, folder,
-                            stem=f"{model_name}_{Path(str(image_name)).name[:24]}_{run.spec.name}".replace(":", "-"))
+    paths = write_downloads(result, scene.image, spec, new_run_folder(request),
+                            stem=safe_stem(f"{model_name}_{str(image_name)[:24]}_{run.spec.name}"))
     frames = run.frames
     snap = run.snapshot()
     outcome = "stopped" if result.stopped else "finished"
@@ -362,6 +425,11 @@ def finish_run(run: LiveAttack, scene: Scene, model_name: str, sample, upload, r
             "state": run}
 
 
+def safe_stem(text: str) -> str:
+    """A file-name stem of letters, digits, ``-`` and ``_`` only (at most 80 characters)."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text)[:80] or "run"
+
+
 def best_iterate_frame(run: LiveAttack, scene: Scene, prediction) -> Frame:
     """A :class:`~explorer.live.Frame` of the attack's returned iterate, whose prediction is given."""
     result = run.result
@@ -374,20 +442,26 @@ def best_iterate_frame(run: LiveAttack, scene: Scene, prediction) -> Frame:
 
 
 def stop_run(request: gr.Request = None) -> str:
-    """Stop this session's running attack (it returns its result after the current iteration)."""
+    """Stop every run this session is streaming — a Run and a Compare alike (each returns its
+    result after its current iteration)."""
     with _ACTIVE_LOCK:
-        run = ACTIVE_RUNS.get(session_id(request))
-    if run is None:
+        runs = list(ACTIVE_RUNS.get(session_key(request), []))
+    if not runs:
         return "Nothing is running."
-    run.stop()
-    return f"**{run.spec.title}**: stopping after the current iteration…"
+    for run in runs:
+        run.stop()
+    names = ", ".join(f"**{run.spec.title}**" for run in runs)
+    return f"{names}: stopping after the current iteration…"
 
 
 def replay(index: Any, run: Optional[LiveAttack]):
     """The views of recorded frame ``index`` of the session's last run."""
     if run is None or not run.frames:
         return gr.update(), gr.update(), gr.update(), gr.update(), "No run to replay yet."
-    i = int(min(max(int(index or 0), 0), len(run.frames) - 1))
+    try:
+        i = int(min(max(_whole(index or 0, "the replay frame"), 0), len(run.frames) - 1))
+    except InputError as error:
+        return gr.update(), gr.update(), gr.update(), gr.update(), warn(str(error))
     frame = run.frames[i]
     views = views_of_frame(run.scene, frame)
     text = (f"replaying iteration {frame.iteration + 1}/{run.num_steps}: APSR {frame.apsr:.3f}, "
@@ -402,6 +476,9 @@ def compare_attacks(model_name, sample, upload, target, target_upload, attacks, 
         yield None, None, None, warn("choose at least one attack to compare")
         return
     try:
+        if not isinstance(attacks, (list, tuple)) or not all(isinstance(name, str) for name in attacks):
+            raise InputError(f"attacks must be a list of attack names, from {list(ATTACKS)}")
+        attacks = list(dict.fromkeys(get_attack(name).name for name in attacks))  # each once
         scene = prepare_scene(model_name, sample, upload, target, target_upload, device=DEVICE)
     except Exception as error:
         yield None, None, None, problem(error)
@@ -444,10 +521,8 @@ def load_run_file(path: Optional[str]):
     if not path:
         return [*keep, ""]
     try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as handle:
-            spec = RunSpec.from_json(handle.read(min(size, 10 ** 6)))
-        get_model_entry(spec.model)
+        with open(path, "rb") as handle:  # a longer file is refused by from_json, unread beyond the limit
+            spec = RunSpec.from_json(handle.read(MAX_RUN_FILE_BYTES + 1))
     except (InputError, OSError) as error:
         return [*keep, warn(f"run file not loaded: {error}")]
     except Exception as error:
@@ -468,12 +543,15 @@ def load_run_file(path: Optional[str]):
 
 
 def _whole(value: Any, name: str) -> int:
+    """``value`` (a widget's number) as a whole number in [0, 2**63), or InputError."""
+    if isinstance(value, bool):
+        raise InputError(f"{name} must be a whole number; got {value!r}")
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a whole number; got {value!r}") from None
-    if not np.isfinite(number) or number != int(number) or number < 0:
-        raise InputError(f"{name} must be a whole number >= 0; got {value!r}")
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{name} must be a whole number below 2**63; got {str(value)[:40]!r}") from None
+    if not np.isfinite(number) or number != int(number) or not 0 <= number < 2 ** 63:
+        raise InputError(f"{name} must be a whole number in [0, 2**63); got {str(value)[:40]!r}")
     return int(number)
 
 

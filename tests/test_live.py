@@ -11,8 +11,8 @@ from explorer import ui
 from explorer.attacks import ATTACKS
 from explorer.attacks.core import PixelState
 from explorer.errors import InputError
-from explorer.live import (MAX_IMAGE_SIDE, LiveAttack, image_from_array, label_map_from_array,
-                           prepare_scene, run_metrics, target_choices)
+from explorer.images import MAX_IMAGE_SIDE, image_from_array, label_map_from_array
+from explorer.live import LiveAttack, prepare_scene, run_metrics, target_choices
 from explorer.datasets import get_dataset
 from explorer.metrics import pixel_accuracy
 from explorer.samples import load_sample
@@ -160,7 +160,7 @@ def test_preview_shows_the_clean_scene():
 
 
 def test_run_event_streams_then_finishes_with_metrics_downloads_and_replay(tmp_path, monkeypatch):
-    monkeypatch.setattr(ui, "TEMP_ROOT", tmp_path)
+    monkeypatch.setattr(ui, "FILES_ROOT", tmp_path)
     updates = list(ui.run_attack(STREET, "street-004", None, "alma_prox", "untargeted", None, 25, 0, 0.99,
                                  *_widget_defaults(), request=_request("s1")))
     assert len(updates) >= 2
@@ -169,7 +169,8 @@ def test_run_event_streams_then_finishes_with_metrics_downloads_and_replay(tmp_p
     final = updates[-1]
     table = dict(zip(final["metrics"]["metric"], final["metrics"]["value"]))
     assert table["iterations"] == "25" and table["attack"] == "alma_prox"
-    assert len(final["downloads"]) == 4 and all(str(tmp_path / "s1") in p for p in final["downloads"])
+    folder = tmp_path / ui.session_key(_request("s1"))
+    assert len(final["downloads"]) == 4 and all(p.startswith(str(folder)) for p in final["downloads"])
     run_file = [p for p in final["downloads"] if p.endswith(".json")][0]
     spec = json.loads(open(run_file).read())
     assert spec["params"]["num_steps"] == 25 and spec["image"] == "street-004"
@@ -179,9 +180,9 @@ def test_run_event_streams_then_finishes_with_metrics_downloads_and_replay(tmp_p
     loaded = ui.load_run_file(run_file)
     assert loaded[0]["value"] == STREET and loaded[1]["value"] == "street-004" and loaded[4]["value"] == 25
     assert "loaded" in loaded[-1]
-    assert ui.load_run_file(str(tmp_path / "s1" / "nothing.json"))[-1].startswith("⚠️")
+    assert ui.load_run_file(str(folder / "nothing.json"))[-1].startswith("⚠️")
     ui.cleanup_session(_request("s1"))
-    assert not (tmp_path / "s1").exists()
+    assert not folder.exists() and tmp_path.exists()
 
 
 def test_run_event_reports_bad_input_without_raising():
@@ -198,11 +199,12 @@ def test_stop_is_per_session():
     next(first), next(second)
     assert ui.stop_run(_request("nobody")) == "Nothing is running."
     assert "stopping" in ui.stop_run(_request("a"))
-    assert ui.ACTIVE_RUNS["a"].stopping and not ui.ACTIVE_RUNS["b"].stopping
+    a, b = ui.session_key(_request("a")), ui.session_key(_request("b"))
+    assert ui.ACTIVE_RUNS[a][0].stopping and not ui.ACTIVE_RUNS[b][0].stopping
     final = list(first)[-1]
     assert "stopped" in final["status"]
     second.close()  # a viewer leaving stops its run too
-    assert "b" not in ui.ACTIVE_RUNS
+    assert b not in ui.ACTIVE_RUNS
 
 
 def test_compare_overlays_every_chosen_attack():

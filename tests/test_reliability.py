@@ -30,8 +30,9 @@ from explorer import images, live, ui
 from explorer.attacks import ATTACKS, get_attack
 from explorer.datasets import get_dataset
 from explorer.errors import InputError
-from explorer.images import decode_image_file, decode_label_file
-from explorer.live import MAX_IMAGE_SIDE, MIN_IMAGE_SIDE, LiveAttack, prepare_scene
+from explorer.images import (MAX_IMAGE_SIDE, MIN_IMAGE_SIDE, decode_image_file, decode_label_file, image_from_array,
+                             label_map_from_array)
+from explorer.live import LiveAttack, prepare_scene
 from explorer.metrics import apsr
 from explorer.models import get_model_entry, load_model, refresh_shipped
 from explorer.models.registry import weights_dir
@@ -81,7 +82,7 @@ def assert_valid_picture(tensor):
 def session_files(tmp_path, monkeypatch):
     """Offline, per-test download folders, and no run left registered afterwards."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(ui, "TEMP_ROOT", tmp_path / "sessions")
+    monkeypatch.setattr(ui, "FILES_ROOT", tmp_path / "sessions")
     yield tmp_path / "sessions"
     assert not ui.ACTIVE_RUNS
 
@@ -198,11 +199,11 @@ def test_nan_and_inf_are_refused_in_pictures_label_maps_and_attack_inputs():
         picture = np.full((20, 20, 3), 0.5, np.float32)
         picture[3, 4, 1] = bad
         with pytest.raises(InputError, match="NaN or infinite"):
-            live.image_from_array(picture)
+            image_from_array(picture)
         floats = np.zeros((20, 20), np.float32)
         floats[0, 0] = bad
         with pytest.raises(InputError):
-            live.label_map_from_array(floats, get_dataset("cityscapes"))
+            label_map_from_array(floats, get_dataset("cityscapes"))
     float_tiff = encode(Image.fromarray(np.full((20, 20), np.nan, np.float32)), "TIFF")
     with pytest.raises(InputError, match="NaN"):
         decode_image_file(float_tiff)
@@ -272,12 +273,12 @@ def test_label_map_values_out_of_range_are_ignored_and_an_all_ignored_map_is_ref
 def test_label_maps_read_as_ids_or_palette_colours_and_damaged_ones_refused():
     voc = get_dataset("voc")
     palette_png = encode(Image.fromarray(np.array([[voc.palette[15], voc.palette[0]]] * 4, np.uint8)))
-    ids = live.label_map_from_array(decode_label_file(palette_png), voc)
+    ids, _ = decode_label_file(palette_png, voc)
     assert ids[0].tolist() == [15, 0]
-    assert decode_label_file(label_png(np.array([[3, 4]] * 16)))[0].tolist() == [3, 4]
+    assert decode_label_file(label_png(np.array([[3, 4]] * 16)), voc)[0][0].tolist() == [3, 4]
     for bad in (b"", b"junk", label_png(np.ones((20, 20)))[:50]):
         with pytest.raises(InputError):
-            decode_label_file(bad)
+            decode_label_file(bad, voc)
 
 
 def test_apsr_is_undefined_without_a_labelled_pixel():
@@ -562,7 +563,8 @@ def test_memory_and_temp_files_stay_flat_over_50_runs(session_files):
     """50 runs through the Run handler (frames, metrics, downloads written), 5 sessions in
     turn.  After a warm-up of 10, RSS grows by less than 30 MiB over the next 40 runs, no
     run object survives its session's result being dropped, and the download folders
-    hold one run's files per session.  Closing the sessions removes every file."""
+    hold the last ``KEPT_RUNS_PER_SESSION`` runs' files per session.  Closing the sessions
+    removes every file."""
     upload = png(48, 48, 7)
     sessions = [f"m{i}" for i in range(5)]
     alive = []
@@ -572,7 +574,7 @@ def test_memory_and_temp_files_stay_flat_over_50_runs(session_files):
         assert "finished after 2" in final["status"]
         alive.append(weakref.ref(final["state"]))
         del final
-        if i + 1 in (10, 50):
+        if i + 1 in (10, 30, 50):
             gc.collect()
             files_after[i + 1] = sorted(p.relative_to(session_files) for p in session_files.rglob("*"))
             if i + 1 == 10:
@@ -580,7 +582,10 @@ def test_memory_and_temp_files_stay_flat_over_50_runs(session_files):
     growth = _rss() - baseline
     assert growth < 30 * 2 ** 20, f"RSS grew by {growth / 2 ** 20:.1f} MiB over 40 runs"
     assert sum(ref() is not None for ref in alive) == 0, "runs (and their frames) are kept alive"
-    assert files_after[10] == files_after[50] and len(files_after[50]) == 5 * (1 + 4)
+    kept = ui.KEPT_RUNS_PER_SESSION
+    per_session = 1 + kept * (1 + 4)  # the session folder, its run folders, four downloads in each
+    assert len(files_after[30]) == len(files_after[50]) == 5 * per_session
+    assert len(files_after[10]) == 5 * (1 + 2 * (1 + 4))
     for session in sessions:
         ui.cleanup_session(request(session))
     assert not any(session_files.iterdir())
@@ -659,10 +664,11 @@ def test_eight_sessions_get_their_own_results_and_a_ninth_is_told_the_queue_is_f
         assert run_file["image"] == "upload:" + hashlib.sha256(files[i].read_bytes()).hexdigest()
         assert run_file["params"]["num_steps"] == steps
         # on the server, the session's own folder holds this run's file and no other
-        own, = (session_files / clients[i].session_hash).glob("*_run.json")
+        own, = (session_files / ui.session_key(request(clients[i].session_hash))).glob("run-*/*_run.json")
         assert json.loads(own.read_text()) == run_file
     assert len(entered) == SESSIONS
-    assert sorted(p.name for p in session_files.iterdir()) == sorted(c.session_hash for c in clients[:SESSIONS])
+    assert sorted(p.name for p in session_files.iterdir()) == sorted(ui.session_key(request(c.session_hash))
+                                                                     for c in clients[:SESSIONS])
 
 
 def test_the_served_app_warns_about_bad_files_and_out_of_memory_and_keeps_serving(small_app, tmp_path,

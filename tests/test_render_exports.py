@@ -76,20 +76,52 @@ def test_run_spec_round_trip_validates_parameters():
     assert RunSpec.from_json(spec.to_json().encode()) == spec
 
 
+def run_file(**fields) -> str:
+    """A run file of this explorer with ``fields`` changed (``None`` removes a field)."""
+    data = {"format": "seg-attack-explorer/run", "version": 1, "model": "street-fpn-mobilenet",
+            "image": "street-000", "attack": "dag", "target": "untargeted", "params": {}, "seed": 0,
+            "adv_threshold": 0.99}
+    data.update(fields)
+    return json.dumps({k: v for k, v in data.items() if v is not None})
+
+
 @pytest.mark.parametrize("text, message", [
     ("not json", "not valid JSON"),
     ("[1, 2]", "not a run file"),
     (json.dumps({"format": "something-else"}), "not a run file"),
     (json.dumps({"format": "seg-attack-explorer/run", "version": 99}), "version"),
+    (run_file(version=True), "version"),
     (json.dumps({"format": "seg-attack-explorer/run", "version": 1, "model": "m"}), "lacks"),
-    (json.dumps({"format": "seg-attack-explorer/run", "version": 1, "model": "m", "image": "i",
-                 "attack": "nope"}), "unknown attack"),
-    (json.dumps({"format": "seg-attack-explorer/run", "version": 1, "model": "m", "image": "i",
-                 "attack": "dag", "params": {"step_size": -1}}), "step_size"),
-    (json.dumps({"format": "seg-attack-explorer/run", "version": 1, "model": "m", "image": "i",
-                 "attack": "dag", "target": "everything"}), "unknown target"),
+    (run_file(attack="nope"), "unknown attack"),
+    (run_file(model="../../etc/passwd"), "model"),
+    (run_file(model="no-such-model"), "unknown model"),
+    (run_file(params={"step_size": -1}), "step_size"),
+    (run_file(target="everything"), "target"),
+    (run_file(model="objects-fpn-mobilenet", image="objects-000", target="majority"), "target"),
     (b"\xff\xfe\x00", "UTF-8"),
-    ("x" * (MAX_RUN_FILE_BYTES + 1), "too large"),
+    pytest.param("x" * (MAX_RUN_FILE_BYTES + 1), "too large", id="too-large"),
+    # hostile run files (issue 13): nothing in one becomes a path, code or a hidden keyword
+    (run_file(image="../../etc/passwd"), "image"),
+    (run_file(image="/etc/passwd"), "image"),
+    (run_file(image="upload:../../x"), "image"),
+    (run_file(image="upload:" + "0" * 63), "image"),
+    pytest.param("[" * 30000 + "]" * 30000, "nested", id="deep-list"),
+    pytest.param('{"a":' * 10000 + "1" + "}" * 10000, "nested", id="deep-object"),
+    (run_file(params={"callback": "print"}), "callback"),
+    (run_file(params={"masks": [[1]]}), "masks"),
+    (run_file(params={"record_maps": True}), "record_maps"),
+    (run_file(params={"targeted": True}), "targeted"),
+    (run_file(params={"num_steps": True}), "num_steps"),
+    (run_file(params={"num_steps": 10 ** 400}), "num_steps"),
+    (run_file(adv_threshold=True), "adv_threshold"),
+    (run_file(adv_threshold="0.5; rm -rf /"), "adv_threshold"),
+    (run_file(seed=True), "seed"),
+    (run_file(seed=2 ** 80), "seed"),
+    (run_file(seed=-1), "seed"),
+    (run_file(seed=1.5), "seed"),
+    (run_file(params=[1, 2]), "params"),
+    (run_file(extra="anything"), "unknown field"),
+    (run_file(adv_threshold=None).replace('"seed": 0', '"seed": 0, "adv_threshold": NaN'), "NaN"),
 ])
 def test_malformed_or_foreign_run_files_are_refused_clearly(text, message):
     with pytest.raises(InputError, match=message):

@@ -130,7 +130,7 @@ MODELS: Dict[str, ModelEntry] = {}
 def check_name(name: Any) -> str:
     """``name`` if it is a well-formed model name (no path separators, no '..'), else InputError."""
     if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
-        raise InputError(f"invalid model name {name!r}: names are letters, digits, '-', '_', '.', '+', "
+        raise InputError(f"invalid model name {repr(name)[:60]}: names are letters, digits, '-', '_', '.', '+', "
                          f"and cannot contain path separators or '..'")
     return name
 
@@ -208,7 +208,7 @@ def get_model_entry(name: str) -> ModelEntry:
         return MODELS[name]
     except KeyError:
         shipped, online = available_models("shipped"), available_models("online")
-        raise InputError(f"unknown model {name!r}. Shipped (offline): {shipped or 'none installed'}; "
+        raise InputError(f"unknown model {repr(name)[:60]}. Shipped (offline): {shipped or 'none installed'}; "
                          f"online (downloaded on first use): {online}") from None
 
 
