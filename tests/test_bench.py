@@ -169,11 +169,10 @@ def test_store_skips_torn_lines_and_merges_parts(tmp_path):
     append_records(part_path(out, 1), [{"key": "c", "v": 3}, {"key": "a", "v": 9}])
     assert [r["key"] for r in read_records(out)] == ["a", "c"]
     assert read_records(out)[0]["v"] == 1
-    with out.open("a") as f:
-        f.write("\n")
-    assert merge_parts(out) == 1
+    assert merge_parts(out) == 1  # appended on a fresh line: not glued to the torn fragment
     assert not part_path(out, 1).exists()
     assert [r["key"] for r in read_records(out)] == ["a", "c"]
+    assert out.read_text().splitlines()[1:] == ['{"key": "b", "v"', '{"key": "c", "v": 3}']
 
 
 # --------------------------------------------------------------------------- whole runs (subprocesses)

@@ -12,5 +12,7 @@ Modules, in the order a run uses them:
 * :mod:`~explorer.bench.prox_solvers` — the prox operator by ternary search vs DFB,
   accelerated DFB and Douglas–Rachford (seed 001 Fig. 2);
 * :mod:`~explorer.bench.speed` — ALMA prox time over the model's own forward+backward time;
+* :mod:`~explorer.bench.checks` — every argument checked before anything is computed or
+  written (one line a person can act on, for the command line and the library alike);
 * :mod:`~explorer.bench.cli` — ``explorer-bench`` (``python -m explorer.bench``).
 """

@@ -19,37 +19,71 @@ from typing import Optional, Sequence
 
 import torch
 
+from explorer.bench import checks
+from explorer.bench.checks import argument
 from explorer.bench.report import markdown_table
+from explorer.errors import InputError
+
+POSITIVE = argument(checks.positive_int)
+
+
+def _model_name(text: str, what: str = "") -> str:
+    """A registered model's name (InputError listing the available ones)."""
+    from explorer.models.registry import get_model_entry
+
+    get_model_entry(text)
+    return text
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", default="samples",
                         help="'samples', 'seeds:A-B' (procedural, inclusive) or a folder with images/ and labels/")
-    parser.add_argument("--limit", type=int, default=None, help="use the first N images only")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: this rank's GPU, else CPU)")
+    parser.add_argument("--limit", type=POSITIVE, default=None, help="use the first N images only (N >= 1)")
+    parser.add_argument("--threads", type=argument(checks.threads), default=None, help="torch CPU threads (>= 1)")
+    parser.add_argument("--device", type=argument(checks.device), default=None,
+                        help="cpu, cuda, cuda:1 (default: this rank's GPU, else CPU)")
 
 
 def _load_inputs(args):
     """The model (frozen) and the chosen images with their ground truth, on the model's device."""
-    from explorer.bench.sources import open_source
+    from explorer.bench.sources import check_targeted, open_source
     from explorer.models import load_model
 
     model = load_model(args.model, device=args.device)
     for p in model.parameters():
         p.requires_grad_(False)
+    if "targeted" in args.modes:
+        check_targeted(model)
     source = open_source(args.images, model, args.limit)
+    if len(set(source.sizes)) > 1:  # the comparisons attack every image in one batch
+        sizes = sorted({f"{w}x{h}" for h, w in source.sizes})
+        raise InputError(f"{args.command} attacks all images in one batch, so they must share one size; "
+                         f"{args.images} holds {', '.join(sizes[:4])}{', ...' if len(sizes) > 4 else ''}: "
+                         f"use --limit or a folder of one size")
     images, labels = source.load(source.ids)
     device = next(model.parameters()).device
     return model, images.to(device), labels.to(device)
 
 
+def _saved_paths(out: Optional[Path]):
+    """The two files ``--out`` names: ``<out>.md`` and ``<out>.json``."""
+    return [] if out is None else [out.with_suffix(".md"), out.with_suffix(".json")]
+
+
+def _check_saved_paths(out: Optional[Path]) -> None:
+    if out is not None and (str(out).strip() == "" or out.name in ("", ".", "..")):
+        raise InputError(f"--out must name a file stem, e.g. results/reference; got {str(out)!r}")
+    for path in _saved_paths(out):
+        checks.output_file(path, "--out")
+
+
 def _print_and_save(text: str, payload: dict, out: Optional[Path]) -> None:
     print(text)
     if out:
+        md, js = _saved_paths(out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".md").write_text(text)
-        out.with_suffix(".json").write_text(json.dumps(payload, indent=1) + "\n")
+        md.write_text(text)
+        js.write_text(json.dumps(payload, indent=1) + "\n")
 
 
 RUN_COLUMNS = (("run", "run", ""), ("median ℓ∞×255", "median_255", ".3f"), ("mean ℓ∞×255", "mean_255", ".3f"),
@@ -77,13 +111,23 @@ def _side_by_side(args, compare) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    """Run a subcommand; bad input (an unknown attack, image source, parameter) exits with its message."""
-    from explorer.errors import InputError
+    """Run a subcommand; bad input (an unknown attack, image source, parameter) exits with its message.
+
+    Every argument is checked before anything is computed or written: a bad value exits
+    with argparse's usage line (status 2), a bad combination or an unusable file with one
+    ``explorer-bench: ...`` line (status 1).  Any other exception is a bug and keeps its
+    traceback."""
+    from explorer.bench.store import one_warning_per_file
 
     try:
-        _main(argv)
+        with one_warning_per_file():
+            _main(argv)
     except InputError as error:
-        sys.exit(f"explorer-bench: {error}")
+        message = f"explorer-bench: {error}"
+        print(message, file=sys.stderr, flush=True)
+        stop = SystemExit(message)  # the message for whoever catches it (a test, a notebook) ...
+        stop.code = 1  # ... and exit status 1 for the shell
+        raise stop from None
 
 
 def _main(argv: Optional[Sequence[str]] = None) -> None:
@@ -92,29 +136,30 @@ def _main(argv: Optional[Sequence[str]] = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="attack images, append per-image results to a JSONL file")
-    run.add_argument("--models", nargs="+", default=["street-fpn-mobilenet"])
+    run.add_argument("--models", nargs="+", default=["street-fpn-mobilenet"], type=argument(_model_name))
     run.add_argument("--attacks", nargs="+", default=["table1"],
                      help="'table1', 'fixed', or name[:key=value,...] with JSON values")
     run.add_argument("--modes", nargs="+", default=["untargeted", "targeted"], choices=["untargeted", "targeted"])
-    run.add_argument("--eps", nargs="*", type=float, default=[0.25, 0.5, 1.0],
-                     help="budgets × 255 for fixed-budget attacks")
-    run.add_argument("--budget-fraction", type=float, default=1.0, help="scale every iteration budget (quick runs)")
-    run.add_argument("--batch-size", type=int, default=1)
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--eps", nargs="*", type=argument(checks.eps_255), default=[0.25, 0.5, 1.0],
+                     help="budgets × 255 for fixed-budget attacks, each in (0, 255]")
+    run.add_argument("--budget-fraction", type=argument(checks.budget_fraction), default=1.0,
+                     help="scale every iteration budget (quick runs), in (0, 1]")
+    run.add_argument("--batch-size", type=POSITIVE, default=1, help="images per attack call (>= 1)")
+    run.add_argument("--seed", type=argument(checks.seed), default=0)
     run.add_argument("--out", type=Path, default=Path("results/bench.jsonl"))
     run.add_argument("--report", type=Path, default=None, help="also write the report to this folder")
     run.add_argument("--no-progress", action="store_true")
     _add_common(run)
 
     report = sub.add_parser("report", help="tables and failure-rate curves from a results file")
-    report.add_argument("results", type=Path)
+    report.add_argument("results", type=Path, help="a JSONL results file written by run")
     report.add_argument("--out-dir", type=Path, default=None, help="default: <results>_report/")
 
     for name, help_text in (("reference", "ours against adv-lib (pip install --no-deps adv-lib==0.2.8)"),
                             ("penalty", "ALMA prox: true penalty derivative against the reference's")):
         p = sub.add_parser(name, help=help_text)
-        p.add_argument("--model", default="street-fpn-mobilenet")
-        p.add_argument("--steps", type=int, default=500)
+        p.add_argument("--model", default="street-fpn-mobilenet", type=argument(_model_name))
+        p.add_argument("--steps", type=POSITIVE, default=500, help="iterations of every attack (>= 1)")
         p.add_argument("--modes", nargs="+", default=["untargeted", "targeted"],
                        choices=["untargeted", "targeted"])
         p.add_argument("--out", type=Path, default=None, help="write <out>.md and <out>.json")
@@ -124,12 +169,13 @@ def _main(argv: Optional[Sequence[str]] = None) -> None:
         _add_common(p)
 
     prox = sub.add_parser("prox", help="ternary search against DFB, accelerated DFB and Douglas–Rachford")
-    prox.add_argument("--count", type=int, default=4)
-    prox.add_argument("--dim", type=int, default=3 * 128 * 256)
-    prox.add_argument("--iterations", type=int, nargs="+", default=[10, 100, 1000])
-    prox.add_argument("--threads", type=int, default=None)
-    prox.add_argument("--device", default="cpu")
-    prox.add_argument("--out", type=Path, default=None)
+    prox.add_argument("--count", type=POSITIVE, default=4, help="random problems (>= 1)")
+    prox.add_argument("--dim", type=POSITIVE, default=3 * 128 * 256, help="dimension of each problem (>= 1)")
+    prox.add_argument("--iterations", type=POSITIVE, nargs="+", default=[10, 100, 1000],
+                      help="iteration counts of the iterative solvers (each >= 1)")
+    prox.add_argument("--threads", type=argument(checks.threads), default=None, help="torch CPU threads (>= 1)")
+    prox.add_argument("--device", type=argument(checks.device), default="cpu")
+    prox.add_argument("--out", type=Path, default=None, help="write <out>.md and <out>.json")
 
     sub.add_parser("speed", help="ALMA prox time over plain forward+backward time (options: speed -h)",
                    add_help=False)
@@ -140,13 +186,13 @@ def _main(argv: Optional[Sequence[str]] = None) -> None:
 
         return speed_main(argv[1:])
     args = parser.parse_args(argv)
+    rows = _check(args)  # every check that needs no model and no image, before anything runs
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
 
     if args.command == "run":
-        from explorer.bench.run import parse_rows, run_benchmark
+        from explorer.bench.run import run_benchmark
 
-        rows = parse_rows(args.attacks, args.budget_fraction)
         counts = run_benchmark(args.models, rows, args.out, images=args.images, modes=args.modes,
                                eps_255=args.eps, limit=args.limit, batch_size=args.batch_size, seed=args.seed,
                                device=args.device, progress=not args.no_progress)
@@ -155,7 +201,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> None:
             if args.report:
                 _write_report(args.out, args.report)
     elif args.command == "report":
-        _write_report(args.results, args.out_dir or args.results.with_name(args.results.stem + "_report"))
+        _write_report(args.results, _report_dir(args))
     elif args.command == "reference":
         from explorer.bench.compare import compare_with_reference
 
@@ -176,11 +222,53 @@ def _main(argv: Optional[Sequence[str]] = None) -> None:
         _print_and_save(text, {"rows": rows}, args.out)
 
 
+def _report_dir(args) -> Path:
+    return args.out_dir or args.results.with_name(args.results.stem + "_report")
+
+
+def _check(args):
+    """Cross-argument and file checks of a parsed command line; returns the attack rows of ``run``."""
+    rows = None
+    if args.command == "run":
+        from explorer.bench.run import check_run_arguments, parse_rows
+
+        rows = parse_rows(args.attacks, args.budget_fraction)
+        check_run_arguments(args.models, rows, args.out, images=args.images, modes=args.modes, eps_255=args.eps,
+                            limit=args.limit, batch_size=args.batch_size, seed=args.seed, device=args.device)
+        if args.report is not None:
+            checks.output_folder(args.report, "--report")
+    elif args.command == "report":
+        checks.input_file(args.results, "the results file")
+        checks.output_folder(_report_dir(args), "--out-dir")
+    elif args.command in ("reference", "penalty"):
+        from explorer.attacks import get_attack
+        from explorer.bench.sources import check_spec
+
+        check_spec(args.images, "--images")
+        checks.distinct(args.modes, "--modes")
+        attacks = checks.distinct(args.attacks, "--attacks") if args.command == "reference" else ["alma_prox"]
+        for name in attacks:  # the attacks' own bound on iterations
+            get_attack(name).validate({"num_steps": args.steps})
+        if args.command == "reference":
+            from explorer.bench.compare import import_adv_lib
+
+            import_adv_lib()
+        _check_saved_paths(args.out)
+    elif args.command == "prox":
+        _check_saved_paths(args.out)
+    return rows
+
+
 def _write_report(results: Path, out_dir: Path) -> None:
-    from explorer.bench.report import write_report
+    from explorer.bench.report import describe_skipped, usable_records, write_report
     from explorer.bench.store import read_records
 
-    path = write_report(read_records(results), out_dir)
+    records, skipped = usable_records(read_records(results))
+    if skipped:
+        checks.warn(describe_skipped(skipped, str(results)))
+    if not records:
+        raise InputError(f"{results} holds no usable benchmark record: nothing to report")
+    path = write_report(records, out_dir, source=str(results))
     print(f"report written to {path}")
 
 

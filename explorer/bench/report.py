@@ -12,14 +12,17 @@
 * :func:`timing_table` — seconds, forwards and backwards per image.
 
 All four take the list of records of :func:`explorer.bench.store.read_records`, so they
-can be checked on hand-made results.
+can be checked on hand-made results.  A record whose fields are missing or of the wrong
+type (a hand-edited or foreign file) is left out of every table — :func:`usable_records`
+says which and why, and :func:`write_report` warns about them on stderr.
 """
 from __future__ import annotations
 
 import math
+import numbers
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -27,12 +30,93 @@ from explorer.bench.run import CLEAN_ROW
 from explorer.metrics import failure_rate_curve, norm_summary
 
 KNEE_255 = 2.0  # failure-rate plots: linear up to 2/255, log-scaled above
+#: skipped records described one by one in a warning (the count covers them all)
+LISTED_RECORDS = 3
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _finite(value) -> bool:
+    return _is_number(value) and math.isfinite(value)
+
+
+def _counts(value) -> bool:
+    return isinstance(value, list) and all(_finite(v) and v >= 0 for v in value)
+
+
+def record_problem(r) -> Optional[str]:
+    """Why the tables cannot use record ``r`` (a missing field, a wrong type), or None.
+
+    Only the fields the tables read are checked, and only those its kind of row needs:
+    every record names its model, row and mode (strings) and ε × 255 (null or finite);
+    a minimal-norm record has ``linf_255`` (a number) and ``success`` (true/false); a clean
+    or fixed-budget record has per-class ``intersection`` and ``union`` (lists of the same
+    length) and ``labelled``; an attack record has ``seconds``, ``forwards``, ``backwards``.
+    """
+    if not isinstance(r, Mapping):
+        return f"a {type(r).__name__}, not a record"
+    for name in ("model", "row", "mode"):
+        if not isinstance(r.get(name), str):
+            return f"{name!r} must be a string, got {r.get(name)!r}"[:120]
+    eps = r.get("eps_255")
+    if eps is not None and not _finite(eps):
+        return f"'eps_255' must be null or a finite number, got {eps!r}"[:120]
+    clean = r["row"] == CLEAN_ROW
+    needed: List[Tuple[str, object, str]] = []
+    if not clean:
+        needed += [(name, _finite, "a finite number") for name in ("seconds", "forwards", "backwards")]
+    if not clean and eps is None:
+        needed += [("linf_255", lambda v: _is_number(v) and not math.isnan(v), "a number"),
+                   ("success", lambda v: isinstance(v, bool), "true or false")]
+    if clean or eps is not None:
+        needed += [("intersection", _counts, "a list of counts"), ("union", _counts, "a list of counts"),
+                   ("labelled", lambda v: _finite(v) and v >= 0, "a count")]
+    for name, ok, expected in needed:
+        if name not in r:
+            return f"{name!r} is missing"
+        if not ok(r[name]):
+            return f"{name!r} must be {expected}, got {r[name]!r}"[:120]
+    if (clean or eps is not None) and len(r["intersection"]) != len(r["union"]):
+        return "'intersection' and 'union' have different lengths"
+    return None
+
+
+def usable_records(records: Sequence) -> Tuple[List[Mapping], List[Tuple[str, str]]]:
+    """The records the tables can use, and ``(key, reason)`` for each one left out.
+
+    Besides :func:`record_problem`, the per-class counts of one model must all have the
+    length of its first such record (its number of classes)."""
+    kept, skipped = [], []
+    classes: Dict[str, int] = {}
+    for r in records:
+        problem = record_problem(r)
+        if problem is None and isinstance(r.get("intersection"), list) and (
+                r["row"] == CLEAN_ROW or r.get("eps_255") is not None):
+            expected = classes.setdefault(r["model"], len(r["intersection"]))
+            if len(r["intersection"]) != expected:
+                problem = f"{len(r['intersection'])} classes, where other records of {r['model']} have {expected}"
+        if problem is None:
+            kept.append(r)
+        else:
+            key = r.get("key") if isinstance(r, Mapping) else None
+            skipped.append((key if isinstance(key, str) else "?", problem))
+    return kept, skipped
+
+
+def describe_skipped(skipped: Sequence[Tuple[str, str]], source: str) -> str:
+    """One line saying how many records of ``source`` were left out, and why (the first few)."""
+    listed = "; ".join(f"{key}: {reason}" for key, reason in skipped[:LISTED_RECORDS])
+    more = f"; and {len(skipped) - LISTED_RECORDS} more" if len(skipped) > LISTED_RECORDS else ""
+    return (f"{source}: skipped {len(skipped)} record{'s' if len(skipped) != 1 else ''} with missing or "
+            f"mistyped fields — {listed}{more}")
 
 
 def _groups(records: Sequence[Mapping], keys: Sequence[str], keep) -> Dict[Tuple, List[Mapping]]:
-    """Records grouped by ``keys`` (in first-seen order), keeping those ``keep`` accepts."""
+    """Usable records grouped by ``keys`` (in first-seen order), keeping those ``keep`` accepts."""
     groups: Dict[Tuple, List[Mapping]] = defaultdict(list)
-    for r in records:
+    for r in usable_records(records)[0]:
         if keep(r):
             groups[tuple(r[k] for k in keys)].append(r)
     return dict(groups)
@@ -186,11 +270,22 @@ def plot_failure_html(curves: Mapping[str, Tuple[np.ndarray, np.ndarray]], title
 
 
 def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
+    """A file-name part for ``text``: letters, digits, '-' and '_' (a long one shortened, with a checksum)."""
+    import zlib
+
+    slug = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in text)
+    return slug if len(slug) <= 80 else f"{slug[:60]}_{zlib.crc32(text.encode()):08x}"
 
 
-def write_report(records: Sequence[Mapping], out_dir: Path) -> Path:
-    """Write ``report.md`` with the four tables and the failure-rate figures (PNG + HTML)."""
+def write_report(records: Sequence[Mapping], out_dir: Path, source: str = "the results") -> Path:
+    """Write ``report.md`` with the four tables and the failure-rate figures (PNG + HTML).
+
+    Records the tables cannot use are left out with a warning on stderr naming ``source``."""
+    from explorer.bench.checks import warn
+
+    records, skipped = usable_records(records)
+    if skipped:
+        warn(describe_skipped(skipped, source))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     parts = [f"# Benchmark report\n\n{len(records)} per-image results.\n"]

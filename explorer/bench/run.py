@@ -70,6 +70,19 @@ def _parse_value(text: str):
         return text
 
 
+#: keywords the benchmark sets itself: a row's parameters must not (they would clash at the call)
+RESERVED_KEYWORDS = ("targeted", "masks", "callback", "record_maps")
+
+
+def validate_params(spec, params: Dict[str, object]) -> Dict[str, object]:
+    """A row's parameters checked by the attack's schema (InputError otherwise), refusing the
+    keywords the benchmark passes itself."""
+    for name in RESERVED_KEYWORDS:
+        if name in params:
+            raise InputError(f"{spec.name}: {name} is set by the benchmark (--modes), not by an attack parameter")
+    return spec.validate(params)
+
+
 def parse_rows(tokens: Sequence[str], budget_fraction: float = 1.0) -> List[AttackRow]:
     """Attack rows from command-line tokens.
 
@@ -82,8 +95,11 @@ def parse_rows(tokens: Sequence[str], budget_fraction: float = 1.0) -> List[Atta
     from explorer.attack_tables import FIXED_BUDGET_ATTACKS, TABLE1_ROWS, quick_params
     from explorer.attacks import get_attack
 
-    if not 0 < budget_fraction <= 1:
-        raise InputError(f"--budget-fraction must be in (0, 1], got {budget_fraction}")
+    from explorer.bench.checks import budget_fraction as check_fraction
+
+    budget_fraction = check_fraction(budget_fraction)
+    if isinstance(tokens, str):
+        tokens = [tokens]
     rows: List[Tuple[str, str, Dict[str, object]]] = []
     for token in tokens:
         if token == "table1":
@@ -102,7 +118,10 @@ def parse_rows(tokens: Sequence[str], budget_fraction: float = 1.0) -> List[Atta
     out = []
     for label, attack, params in rows:
         spec = get_attack(attack)
-        params = spec.validate(params)
+        if spec.kind == "fixed-budget" and "eps" in params:
+            raise InputError(f"{label}: give the budgets of fixed-budget attacks with --eps (ε × 255), "
+                             f"not as a parameter of the attack")
+        params = validate_params(spec, params)
         if budget_fraction != 1.0:
             params = quick_params(attack, params, budget_fraction)
             label = f"{label} [budget ×{budget_fraction:g}]"
@@ -295,6 +314,52 @@ class Distributed:
             self._wait_for_all("left")
 
 
+def check_run_arguments(models: Sequence[str], rows: Sequence[AttackRow], out: Path, *, images: str,
+                        modes: Sequence[str], eps_255: Sequence[float], limit: Optional[int], batch_size: int,
+                        seed: int, device: Optional[str]) -> Tuple[List[str], List[str], List[float]]:
+    """Every check of a run that needs no model and no image: InputError on the first bad one.
+
+    Called before anything is computed or written, so a bad ε, device, limit or output path
+    never leaves a half-written results file.  Returns the models, modes and budgets as lists.
+    """
+    from explorer.attacks import get_attack
+    from explorer.bench import checks
+    from explorer.bench.sources import check_limit, check_spec
+
+    if isinstance(models, str):
+        models = [models]
+    models = checks.model_names(list(models), "--models")
+    if not models:
+        raise InputError("give at least one model (--models)")
+    modes = checks.distinct(list(modes), "--modes")
+    for mode in modes:
+        if mode not in MODES:
+            raise InputError(f"unknown mode {mode!r}; choose from {MODES}")
+    if not modes:
+        raise InputError(f"give at least one mode (--modes), from {MODES}")
+    eps_255 = [checks.eps_255(e) for e in eps_255]
+    checks.distinct([f"{e:g}" for e in eps_255], "--eps")  # as written in the keys: 0.5 and 0.5000001 clash
+    check_limit(limit)
+    checks.positive_int(batch_size, "--batch-size")
+    checks.seed(seed)
+    if device is not None:
+        checks.device(device)
+    check_spec(images, "--images")
+    checks.output_file(out, "--out", readable=True)
+    for row in rows:
+        spec = get_attack(row.attack)
+        if spec.kind != "fixed-budget":
+            continue
+        if not eps_255:
+            raise InputError(f"{row.label} is a fixed-budget attack: give at least one --eps")
+        for eps in eps_255:  # the parameters the attack will get, checked by its own schema now
+            try:
+                validate_params(spec, {**row.kwargs, "eps": eps / 255})
+            except InputError as error:
+                raise InputError(f"{row.label} at --eps {eps:g}: {error}") from None
+    return models, modes, eps_255
+
+
 def run_benchmark(models: Sequence[str], rows: Sequence[AttackRow], out: Path, *, images: str = "samples",
                   modes: Sequence[str] = MODES, eps_255: Sequence[float] = (), limit: Optional[int] = None,
                   batch_size: int = 1, seed: int = 0, device: Optional[str] = None,
@@ -306,24 +371,28 @@ def run_benchmark(models: Sequence[str], rows: Sequence[AttackRow], out: Path, *
     """
     from tqdm import tqdm
 
-    from explorer.bench.sources import open_source
+    from explorer.attacks import get_attack
+    from explorer.bench.checks import output_file
+    from explorer.bench.sources import check_targeted, open_source
     from explorer.bench.store import append_records, finished_keys, merge_parts, part_path
     from explorer.models import load_model
 
-    for mode in modes:
-        if mode not in MODES:
-            raise InputError(f"unknown mode {mode!r}; choose from {MODES}")
+    models, modes, eps_255 = check_run_arguments(models, rows, out, images=images, modes=modes, eps_255=eps_255,
+                                                 limit=limit, batch_size=batch_size, seed=seed, device=device)
     out = Path(out)
     dist = Distributed.from_environment()
     try:
         torch_device = dist.device(device)
-        done = finished_keys(out)
         destination = part_path(out, dist.rank) if dist.world_size > 1 else out
+        output_file(destination, "--out", readable=True)
+        done = finished_keys(out)
         loaded, work = {}, []
         for name in models:
             model = load_model(name, device=str(torch_device))
             for p in model.parameters():
                 p.requires_grad_(False)
+            if "targeted" in modes and any(get_attack(r.attack).targeted_support for r in rows):
+                check_targeted(model)
             source = open_source(images, model, limit)
             loaded[name] = (model, source)
             work += plan_batches(name, source, rows, modes, eps_255, batch_size)

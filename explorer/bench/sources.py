@@ -8,29 +8,37 @@ An image source is named on the command line by one of
   :func:`explorer.splits.training_seeds`, e.g. the validation seeds 10000-10199);
 * a folder path ``DIR`` holding ``DIR/images/<name>.<png|jpg|jpeg>`` and
   ``DIR/labels/<name>.png`` — label maps whose pixel values are the model's class ids
-  (255 = ignored), as palette or grey PNGs.  Cityscapes users convert ``gtFine`` label ids
-  to train ids first.
+  (255 = ignored), as palette or grey PNGs, or colours of the model's dataset palette.
+  Cityscapes users convert ``gtFine`` label ids to train ids first.  Pictures and label
+  maps are decoded by the project's one decoder (:func:`explorer.images.decode_image_file`,
+  :func:`explorer.images.decode_label_file`), exactly as the app and the notebooks decode
+  them (16-bit pictures scaled by their full range, EXIF orientation applied, palette
+  label maps read by their colours, ...); a file it cannot read stops the run with an
+  :class:`~explorer.errors.InputError` naming the file.
 
 Every image gets a stable id (``samples/street_000``, ``seeds/10003``, ``folder/<name>``)
 that keys its results in the JSONL file.
 """
 from __future__ import annotations
 
+import numbers
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 
+from explorer.bench.checks import warn
 from explorer.errors import InputError
 
 #: the procedural world whose labels use a dataset's classes
 WORLD_OF_DATASET = {"cityscapes": "street", "voc": "objects"}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+#: the most procedural scenes one ``seeds:A-B`` source lists
+MAX_SEEDS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -56,17 +64,48 @@ def world_of(model) -> str:
                          f"procedural world or sample set has: benchmark it on a folder of images") from None
 
 
+def check_spec(spec: str, what: str = "image source") -> str:
+    """``spec`` if it names an image source (module docstring), else InputError — without
+    reading any image."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise InputError(f"{what} must be 'samples', 'seeds:A-B' or a folder with images/ and labels/")
+    if spec == "samples":
+        return spec
+    if spec.startswith("seeds:"):
+        match = re.fullmatch(r"seeds:([0-9]{1,18})-([0-9]{1,18})", spec)
+        if not match or int(match[1]) > int(match[2]):
+            raise InputError(f"bad seed range {spec!r}: write seeds:A-B with A <= B, e.g. seeds:10000-10099")
+        if int(match[2]) - int(match[1]) >= MAX_SEEDS:
+            raise InputError(f"seed range {spec!r} holds more than {MAX_SEEDS} scenes: split it into several runs")
+        return spec
+    root = Path(spec)
+    if root.is_dir():
+        if not (root / "images").is_dir() or not (root / "labels").is_dir():
+            raise InputError(f"{root} must hold images/ and labels/ folders")
+        return spec
+    raise InputError(f"unknown image source {spec!r}: use 'samples', 'seeds:A-B' or a folder with "
+                     "images/ and labels/")
+
+
+def check_limit(limit: Optional[int]) -> Optional[int]:
+    """``limit`` if it is None (every image) or a whole number >= 1."""
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1:
+        raise InputError(f"the image limit must be a whole number >= 1 (or none for every image); got {limit!r}")
+    return int(limit)
+
+
 def open_source(spec: str, model, limit: int | None = None) -> ImageSource:
     """The image source named by ``spec`` (module docstring) for ``model``, first ``limit`` images."""
+    limit = check_limit(limit)
+    check_spec(spec)
     if spec == "samples":
         source = _samples_source(world_of(model))
     elif spec.startswith("seeds:"):
         source = _seeds_source(spec, world_of(model))
-    elif Path(spec).is_dir():
-        source = _folder_source(Path(spec))
     else:
-        raise InputError(f"unknown image source {spec!r}: use 'samples', 'seeds:A-B' or a folder with "
-                         "images/ and labels/")
+        source = _folder_source(Path(spec), model.dataset)
     if limit is not None:
         source = ImageSource(source.spec, source.ids[:limit], source.sizes[:limit], source._load)
     if not source.ids:
@@ -93,9 +132,8 @@ def _samples_source(world: str) -> ImageSource:
 def _seeds_source(spec: str, world: str) -> ImageSource:
     from explorer.worlds import WORLDS, render_batch
 
-    match = re.fullmatch(r"seeds:(\d+)-(\d+)", spec)
-    if not match or int(match[1]) > int(match[2]):
-        raise InputError(f"bad seed range {spec!r}: write seeds:A-B with A <= B, e.g. seeds:10000-10099")
+    check_spec(spec)
+    match = re.fullmatch(r"seeds:([0-9]{1,18})-([0-9]{1,18})", spec)
     first, last = int(match[1]), int(match[2])
     size = WORLDS[world].train_size
 
@@ -107,39 +145,113 @@ def _seeds_source(spec: str, world: str) -> ImageSource:
     return ImageSource(spec, ids, (tuple(size),) * len(ids), load)
 
 
-def _folder_source(root: Path) -> ImageSource:
-    from explorer.samples import read_label_png
+def _named(path: Path, error: InputError) -> InputError:
+    """``error`` with the file it is about in front of its message."""
+    return InputError(f"{path}: {error}")
 
+
+def _orientation_swaps(image: Image.Image) -> bool:
+    """Whether the EXIF orientation in the header turns the picture by 90° (sides swapped).
+
+    Only EXIF already read with the header is looked at (JPEG, WebP, a PNG's eXIf chunk
+    before the pixels): asking Pillow for more would decode the whole picture."""
+    raw = image.info.get("exif")
+    if not raw:
+        return False
+    try:
+        exif = Image.Exif()
+        exif.load(raw)
+        return exif.get(0x0112) in (5, 6, 7, 8)
+    except Exception:  # an unreadable EXIF block: the decoder shows the picture as stored
+        return False
+
+
+def header_size(path: Path, what: str = "picture") -> Tuple[int, int]:
+    """(H, W) of a picture as the decoder will return it, from its header only (cheap);
+    InputError naming the file when the header is damaged or the format not allowed."""
+    from explorer.images import ALLOWED_FORMATS
+
+    try:
+        with Image.open(path, formats=ALLOWED_FORMATS) as image:
+            w, h = image.size
+            swapped = _orientation_swaps(image)
+    except OSError as error:
+        if isinstance(error, Image.UnidentifiedImageError) or not getattr(error, "strerror", None):
+            raise InputError(f"{path}: the {what} file is not a picture that can be read (PNG, JPEG, WebP, "
+                             f"BMP, TIFF or GIF), or its header is damaged") from None
+        raise InputError(f"{path}: cannot read the {what} ({error.strerror})") from None
+    except Exception:  # a damaged header makes a plugin raise about anything
+        raise InputError(f"{path}: the {what} file is not a picture that can be read (PNG, JPEG, WebP, "
+                         f"BMP, TIFF or GIF), or its header is damaged") from None
+    if w < 1 or h < 1:
+        raise InputError(f"{path}: the {what} has no pixels ({w}x{h})")
+    return (w, h) if swapped else (h, w)
+
+
+def _folder_source(root: Path, dataset) -> ImageSource:
+    from explorer.images import decode_image_file, decode_label_file
+
+    check_spec(str(root))
     images_dir, labels_dir = root / "images", root / "labels"
-    if not images_dir.is_dir() or not labels_dir.is_dir():
-        raise InputError(f"{root} must hold images/ and labels/ folders")
-    paths = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    paths = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     pairs: List[Tuple[Path, Path]] = []
     for p in paths:
         label = labels_dir / f"{p.stem}.png"
         if not label.is_file():
             raise InputError(f"{p.name} has no label map {label}")
         pairs.append((p, label))
+    stems = [p.stem for p in paths]
+    repeated = sorted({s for s in stems if stems.count(s) > 1})
+    if repeated:
+        raise InputError(f"{images_dir} holds several pictures named {repeated[0]} (e.g. .png and .jpg): "
+                         "each image needs a name of its own")
     by_id = {f"folder/{p.stem}": pair for pair, p in zip(pairs, paths)}
     sizes = []
-    for image_path, label_path in pairs:
-        with Image.open(image_path) as im, Image.open(label_path) as lab:
-            if im.size != lab.size:
-                raise InputError(f"{image_path.name} is {im.size[0]}x{im.size[1]} but its label map is "
-                                 f"{lab.size[0]}x{lab.size[1]}")
-            sizes.append((im.size[1], im.size[0]))
+    for image_path, label_path in pairs:  # from the headers: the pixels are decoded when a batch runs
+        (h, w), (lh, lw) = header_size(image_path, "picture"), header_size(label_path, "label map")
+        if (h, w) != (lh, lw):
+            raise InputError(f"{image_path.name} is {w}x{h} but its label map is {lw}x{lh}")
+        sizes.append((h, w))
+    size_of = dict(zip(by_id, sizes))
+    noted: set = set()
+
+    def note(path: Path, notice: str) -> None:  # each kind of change said once, with its first file
+        if notice and notice not in noted:
+            noted.add(notice)
+            warn(f"{path}: {notice} (said once for every file it applies to)")
 
     def load(ids):
         xs, ys = [], []
         for i in ids:
             image_path, label_path = by_id[i]
-            with Image.open(image_path) as im:
-                array = np.asarray(im.convert("RGB"), dtype=np.float32) / 255
-            xs.append(torch.from_numpy(array).permute(2, 0, 1))
-            ys.append(read_label_png(label_path))
+            try:
+                x, notice = decode_image_file(image_path, max_bytes=None, max_side=None)
+            except InputError as error:
+                raise _named(image_path, error) from None
+            note(image_path, notice)
+            try:
+                y, notice = decode_label_file(label_path, dataset, max_bytes=None)
+            except InputError as error:
+                raise _named(label_path, error) from None
+            note(label_path, notice)
+            h, w = size_of[i]
+            if tuple(x.shape[-2:]) != (h, w) or tuple(y.shape) != (h, w):
+                raise InputError(f"{image_path}: decoded as {x.shape[-1]}x{x.shape[-2]} and its label map "
+                                 f"{label_path.name} as {y.shape[-1]}x{y.shape[-2]}, but the headers said "
+                                 f"{w}x{h}: picture and label map must have the same size and orientation")
+            xs.append(x)
+            ys.append(y)
         return torch.stack(xs), torch.stack(ys)
 
     return ImageSource(str(root), tuple(by_id), tuple(sizes), load)
+
+
+def check_targeted(model) -> None:
+    """InputError when the model's classes have no targeted setting (checked before a run starts)."""
+    dataset = model.dataset
+    if dataset.background_class is None and dataset.name != "cityscapes":
+        raise InputError(f"no targeted setting for {dataset.name} classes (no background class, no layout): "
+                         f"use --modes untargeted for {getattr(model, 'name', 'this model')}")
 
 
 def attack_labels(model, labels: Tensor, mode: str) -> Tensor:
@@ -154,10 +266,9 @@ def attack_labels(model, labels: Tensor, mode: str) -> Tensor:
 
     if mode == "untargeted":
         return labels
+    check_targeted(model)
     dataset = model.dataset
     if dataset.background_class is not None:
         return background_target(labels, dataset.background_class, num_classes=dataset.num_classes)
-    if dataset.name == "cityscapes":
-        layout = read_label_png(MAJORITY_TARGET_PNG)
-        return resize_label_map(layout, labels.shape[-2:]).expand_as(labels).to(labels.device)
-    raise InputError(f"no targeted setting for {dataset.name} classes (no background class, no layout)")
+    layout = read_label_png(MAJORITY_TARGET_PNG)
+    return resize_label_map(layout, labels.shape[-2:]).expand_as(labels).to(labels.device)

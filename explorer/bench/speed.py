@@ -29,6 +29,8 @@ import torch
 from torch import nn
 
 from explorer.attacks import alma_prox
+from explorer.bench import checks
+from explorer.errors import InputError
 from explorer.models import SegmentationModel
 from explorer.prox import PROX_SOLVERS
 from explorer.train import ARCHITECTURES, build_network
@@ -71,15 +73,16 @@ def time_prox(images: torch.Tensor, num_steps: int, solver: str = "ternary") -> 
     return time.perf_counter() - start
 
 
+#: the largest batch (pixels, all images together) the speed check allocates
+MAX_PIXELS = 2 ** 28
+
+
 def positive_int(text: str) -> int:
     """An argparse type: a whole number >= 1 (sizes, steps, rounds)."""
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1; got {value}")
-    return value
+        return checks.positive_int(text, "")
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error).strip()) from None
 
 
 def main(argv=None) -> None:
@@ -90,11 +93,16 @@ def main(argv=None) -> None:
     parser.add_argument("--width", type=positive_int, default=512)
     parser.add_argument("--batch", type=positive_int, default=1)
     parser.add_argument("--steps", type=positive_int, default=50)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", type=checks.argument(checks.device),
+                        default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--seed", type=checks.argument(checks.seed), default=0)
     parser.add_argument("--rounds", type=positive_int, default=3, help="interleaved timing rounds (fastest kept)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--threads", type=checks.argument(checks.threads), default=None,
+                        help="torch CPU threads (>= 1)")
     args = parser.parse_args(argv)
+    if args.batch * args.height * args.width > MAX_PIXELS:
+        parser.error(f"--batch x --height x --width is {args.batch * args.height * args.width} pixels; "
+                     f"the speed check allows at most {MAX_PIXELS}")
     if args.threads:
         torch.set_num_threads(args.threads)
 
