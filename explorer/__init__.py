@@ -1,18 +1,17 @@
 """Segmentation Attack Explorer: see and measure adversarial attacks on segmentation models.
 
-Subpackages and modules (data flows one way, top to bottom):
+The package is built in layers; each imports only those below it (``tests/test_layers.py``):
 
-* :mod:`explorer.losses`, :mod:`explorer.prox` — DLR constraints, penalty, proximity operator
-* :mod:`explorer.attacks` — the attacks, their registry and shared loop machinery
-* :mod:`explorer.metrics`, :mod:`explorer.targets` — APSR, accuracy, IoU, curves; target maps
-* :mod:`explorer.datasets`, :mod:`explorer.worlds` — class names/palettes; procedural scenes
-* :mod:`explorer.models` — the model registry (shipped models, public checkpoints)
-* :mod:`explorer.samples`, :mod:`explorer.splits` — sample images; which seeds are for what
-* :mod:`explorer.errors` — :class:`InputError`, the one exception for bad input
-* :mod:`explorer.live`, :mod:`explorer.render`, :mod:`explorer.exports` — one attack run
-  live (stop, replay, metrics), its pictures and plots, its run file and downloads
-* :mod:`explorer.ui` — the Gradio app over the three above (``app.py`` launches it)
+0. :mod:`explorer.errors`, :mod:`explorer.validation` — :class:`InputError`, argument checks
+1. :mod:`explorer.attacks` — the attacks, their registry, losses, proximity operator, shared loop
+2. :mod:`explorer.metrics`, :mod:`explorer.targets` — APSR, accuracy, IoU, curves; target maps
+3. :mod:`explorer.data` — datasets, splits, samples, procedural worlds, file decoding, image sources
+4. :mod:`explorer.models` — the model registry (shipped models, public checkpoints), architectures
+5. :mod:`explorer.live` — the engine of the app and the notebooks (scene, live run, render, exports)
+6. :mod:`explorer.ui` (the Gradio app), :mod:`explorer.bench` (``explorer-bench``),
+   :mod:`explorer.tools` (training, the majority target, the sample images)
 """
+
 from explorer.errors import InputError
 
 __version__ = "0.1.0"

@@ -12,7 +12,7 @@ Conventions (shared with the rest of :mod:`explorer`):
 Label maps and predictions may be given as torch tensors or numpy arrays.  Bad input
 raises :class:`explorer.errors.InputError`.
 
-The attack metrics follow seed 001 (Rony et al. 2023, "Proximal splitting adversarial
+The attack metrics follow [Rony2023] (Rony et al. 2023, "Proximal splitting adversarial
 attacks for semantic segmentation"): the attack pixel success rate (APSR, eq. 19), the
 failure-rate-versus-budget curve (Fig. 3) and the median / mean ℓ∞ norm with failed
 images counted as 1 (§6, Table 1).
@@ -178,7 +178,7 @@ def pixel_success(
 
 
 def apsr(pred: Any, labels: Any, num_classes: int, targeted: bool = False) -> Tensor:
-    """Attack pixel success rate per image, seed 001 eq. 19; float32 tensor ``(N,)``.
+    """Attack pixel success rate per image, [Rony2023] eq. 19; float32 tensor ``(N,)``.
 
     APSR = |{labelled pixels fooled}| / |{labelled pixels}|, where a pixel is fooled when
     its argmax prediction differs from the label (untargeted) or equals it (targeted:
@@ -319,7 +319,7 @@ def default_thresholds(
 def failure_rate_curve(
     norms: Any, success: Any, thresholds: Sequence[float] | np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Attack failure rate as a function of the budget ε, seed 001 Fig. 3.
+    """Attack failure rate as a function of the budget ε, [Rony2023] Fig. 3.
 
     An image counts as fooled at budget ε iff the attack succeeded on it and its
     perturbation norm is ``<= ε``; the failure rate at ε is the fraction of images that
@@ -343,7 +343,7 @@ def failure_rate_curve(
 
 
 def norm_summary(norms: Any, success: Any) -> dict[str, float]:
-    """Median and mean ℓ∞ norm with failed images counted as 1, seed 001 §6 / Table 1.
+    """Median and mean ℓ∞ norm with failed images counted as 1, [Rony2023] §6 / Table 1.
 
     Each failed image contributes a norm of 1.0 (= 255/255, the largest ℓ∞ distance
     between two images in [0, 1]).  Returns a dict with ``median``, ``mean`` (in the
@@ -366,7 +366,7 @@ def norm_summary(norms: Any, success: Any) -> dict[str, float]:
 
 
 def greedy_worst_case_miou(confusions: Any) -> tuple[Tensor, float]:
-    """Worst-case dataset mIoU over an ensemble, chosen greedily image by image (seed 004).
+    """Worst-case dataset mIoU over an ensemble, chosen greedily image by image [Croce2024].
 
     ``confusions`` is ``(A, N, K, K)``: for each of A attacks, each image's confusion matrix
     (:func:`confusion_matrix` with ``per_image=True``).  Images are visited in order; each

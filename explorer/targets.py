@@ -269,7 +269,7 @@ def majority_label_target(
 ) -> Tensor:
     """Per-pixel majority label over a set of label maps, smoothed; int64 ``(H, W)``.
 
-    This is the dataset-wide target of seed 001 (§5.4 and App. E, the Cityscapes target):
+    This is the dataset-wide target of [Rony2023] (§5.4 and App. E, the Cityscapes target):
 
     1. Vote.  Each pixel counts, over the maps, how often each class occurs; the ignored
        label takes part as a class of its own (every value outside ``[0, num_classes)``,

@@ -1,4 +1,4 @@
-"""The Gradio explorer: a thin layer of widgets over :mod:`explorer.live` and :mod:`explorer.render`.
+"""The Gradio explorer: a thin layer of widgets over :mod:`explorer.live` and :mod:`explorer.live.render`.
 
 ``build_demo()`` returns the ``gr.Blocks`` app; ``app.py`` at the repository root launches it.
 Every event handler is a plain module-level function (unit-tested without a browser):
@@ -7,7 +7,7 @@ Every event handler is a plain module-level function (unit-tested without a brow
 * :func:`run_attack` — a generator streaming one run: curves as records arrive, images at
   most :data:`IMAGE_REFRESH_S` apart, then the metrics table, the replay slider and the
   downloads;
-* :func:`stop_run` — asks this browser session's running attack to stop (it ends within one
+* :func:`stop_run` — asks every run of this browser session to stop (each ends within one
   iteration and keeps its partial result);
 * :func:`replay` — the frame of a recorded iteration;
 * :func:`compare_attacks` — several attacks on the same scene, curves overlaid;
@@ -15,9 +15,11 @@ Every event handler is a plain module-level function (unit-tested without a brow
 
 Attack controls are built from the registry's parameter schemas, so an attack added with
 ``@register_attack`` appears here without touching this file.  Sessions are isolated: a
-run lives in the session's ``gr.State`` and in :data:`ACTIVE_RUNS` under the session hash
-(what Stop looks up); files go to a per-session temporary folder removed when the session
-ends.
+running attack is listed in :data:`ACTIVE_RUNS` under the session's key (what Stop looks
+up); a finished run is kept in the session's ``gr.State`` as a
+:class:`~explorer.live.run.Replay` (plain data); files go to the session's folder under
+:data:`FILES_ROOT`, named by :func:`session_key` — never by the client's session hash — and
+removed when the session ends.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import gradio as gr
@@ -40,17 +43,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-from explorer import render
 from explorer.attacks import ATTACKS, get_attack
-from explorer.attacks.core import SegmentationTask
 from explorer.attacks.registry import ADV_THRESHOLD, ParamSpec
+from explorer.data.decode import MAX_UPLOAD_BYTES
+from explorer.data.samples import list_samples
+from explorer.data.worlds import world_of_dataset
 from explorer.errors import InputError
-from explorer.exports import MAX_RUN_FILE_BYTES, RunSpec, image_digest, write_downloads
-from explorer.images import MAX_UPLOAD_BYTES
-from explorer.live import Frame, LiveAttack, Scene, Snapshot, friendly_error, prepare_scene, run_metrics
+from explorer.live import render
+from explorer.live.exports import MAX_RUN_FILE_BYTES, RunSpec, image_digest, write_downloads
+from explorer.live.run import Frame, LiveAttack, Replay, Snapshot, friendly_error, run_metrics
+from explorer.live.scene import Scene, prepare_scene
 from explorer.models import MODELS, available_models, get_model_entry
-from explorer.samples import list_samples
 from explorer.targets import TARGETS, target_choices
+from explorer.validation import check_seed, whole_number
 
 #: seconds between image refreshes while a run streams (curves refresh every snapshot)
 IMAGE_REFRESH_S = 0.5
@@ -101,9 +106,8 @@ def default_model() -> str:
 
 def samples_for(model_name: str) -> List[str]:
     """The samples labelled with the model's classes (all samples if none are)."""
-    dataset = get_model_entry(model_name).dataset
-    world = {"cityscapes": "street", "voc": "objects"}.get(dataset)
-    return list_samples(world) or list_samples()
+    world = world_of_dataset(get_model_entry(model_name).dataset)
+    return (list_samples(world) if world else []) or list_samples()
 
 
 def target_radio_choices(model_name: str) -> List[Tuple[str, str]]:
@@ -241,7 +245,7 @@ def warn(message: str) -> str:
 def problem(error: BaseException) -> str:
     """The warning for an error raised while handling an event, so the app stays usable
     whatever happened: bad input and running out of memory are explained (see
-    :func:`explorer.live.friendly_error`); anything else is logged with its traceback and
+    :func:`explorer.live.run.friendly_error`); anything else is logged with its traceback and
     named, with the reassurance that the server keeps serving."""
     error = friendly_error(error)
     if isinstance(error, InputError):
@@ -253,11 +257,10 @@ def problem(error: BaseException) -> str:
 
 # --------------------------------------------------------------------------- views
 
-def views_of_frame(scene: Scene, frame) -> Dict[str, Any]:
-    """Pictures of one frame: adversarial prediction, amplified perturbation, adversarial image, mask."""
-    dataset = scene.dataset
+def views_of_frame(clean: np.ndarray, dataset, frame: Frame) -> Dict[str, Any]:
+    """Pictures of one frame of a run on the (3, H, W) ``clean`` image: adversarial prediction,
+    amplified perturbation, adversarial image, constraint mask."""
     delta = frame.perturbation.astype(np.float32)
-    clean = scene.image[0].detach().cpu().numpy()
     picture, gain = render.amplify_perturbation(delta)
     return {
         "prediction": render.upscale_nearest(render.colorize(frame.prediction, dataset)),
@@ -360,12 +363,13 @@ def run_attack(model_name, sample, upload, attack, target, target_upload, steps,
     try:
         scene = prepare_scene(model_name, sample, upload, target, target_upload, device=DEVICE)
         params = params_from_widgets(attack, steps, values)
-        run = LiveAttack(scene, attack, params, seed=_whole(seed, "seed"), adv_threshold=nu)
+        run = LiveAttack(scene, attack, params, seed=check_seed(seed), adv_threshold=nu)
     except Exception as error:
         yield {"status": problem(error)}
         return
     _register(request, run)
     last_images = 0.0
+    clean = scene.image[0].detach().cpu().numpy()
     try:
         for snap in run.snapshots(interval=CURVE_REFRESH_S):
             update = {"status": status_line(run, snap)}
@@ -373,7 +377,7 @@ def run_attack(model_name, sample, upload, attack, target, target_upload, steps,
             now = time.perf_counter()
             if snap.frame is not None and (now - last_images >= IMAGE_REFRESH_S or snap.done):
                 last_images = now
-                views = views_of_frame(scene, snap.frame)
+                views = views_of_frame(clean, scene.dataset, snap.frame)
                 update.update(adv_prediction=views["prediction"], perturbation=views["perturbation"][0],
                               adversarial=views["adversarial"], mask=views["mask"])
             yield update
@@ -404,41 +408,31 @@ def finish_run(run: LiveAttack, scene: Scene, model_name: str, sample, upload, r
                    params=dict(run.params), seed=run.seed, adv_threshold=run.adv_threshold)
     paths = write_downloads(result, scene.image, spec, new_run_folder(request),
                             stem=safe_stem(f"{model_name}_{str(image_name)[:24]}_{run.spec.name}"))
-    frames = run.frames
     snap = run.snapshot()
-    outcome = "stopped" if result.stopped else "finished"
-    best = "no success" if not bool(result.success[0]) else f"ℓ∞ = {float(result.linf[0]) * 255:.3f}/255"
-    status = (f"**{run.spec.title}** {outcome} after {result.iterations} iterations in "
-              f"{result.elapsed_s:.1f} s · returned iterate: APSR {float(result.apsr[0]):.3f}, {best}. "
-              f"Replay any recorded iteration with the slider (every {run.stride}).")
     # the views show the returned iterate (best by the minimal-norm rule), not the last one
-    views = views_of_frame(scene, best_iterate_frame(run, scene, adv_prediction))
+    kept = run.replay(returned=run.returned_frame(adv_prediction))
+    frames = kept.frames
+    ending = "stopped" if result.stopped else "finished"
+    best = "no success" if not bool(result.success[0]) else f"ℓ∞ = {float(result.linf[0]) * 255:.3f}/255"
+    status = (f"**{run.spec.title}** {ending} after {result.iterations} iterations in "
+              f"{result.elapsed_s:.1f} s · returned iterate: APSR {float(result.apsr[0]):.3f}, {best}. "
+              f"Replay any recorded iteration with the slider (every {kept.stride}).")
+    views = views_of_frame(kept.clean_image, kept.dataset, kept.returned)
     apsr_plot, linf_plot = curves(run, snap)
     return {"status": status, "adv_prediction": views["prediction"], "perturbation": views["perturbation"][0],
             "adversarial": views["adversarial"], "mask": views["mask"],
             "apsr_plot": apsr_plot, "linf_plot": linf_plot,
             "replay": gr.update(minimum=0, maximum=max(len(frames) - 1, 0), value=max(len(frames) - 1, 0),
                                 step=1, visible=len(frames) > 1,
-                                label=f"replay: recorded frame (of {len(frames)}, every {run.stride} iterations)"),
+                                label=f"replay: recorded frame (of {len(frames)}, every {kept.stride} iterations)"),
             "metrics": metrics_frame(metrics),
             "downloads": [str(p) for p in paths.values()],
-            "state": run}
+            "state": kept}  # plain data (no model, thread or lock): safe to keep in the session
 
 
 def safe_stem(text: str) -> str:
     """A file-name stem of letters, digits, ``-`` and ``_`` only (at most 80 characters)."""
     return re.sub(r"[^A-Za-z0-9_-]+", "-", text)[:80] or "run"
-
-
-def best_iterate_frame(run: LiveAttack, scene: Scene, prediction) -> Frame:
-    """A :class:`~explorer.live.Frame` of the attack's returned iterate, whose prediction is given."""
-    result = run.result
-    task = SegmentationTask(scene.attack_labels, None, scene.dataset.num_classes, scene.targeted,
-                            run.adv_threshold)
-    states = task.pixel_states(task.pixel_success(prediction))
-    return Frame(iteration=result.iterations - 1, apsr=float(result.apsr[0]), linf=float(result.linf[0]),
-                 prediction=prediction[0].cpu().numpy().astype(np.int16), mask=states[0].cpu().numpy(),
-                 perturbation=(result.adv_images[0] - scene.image[0]).cpu().numpy().astype(np.float16))
 
 
 def stop_run(request: gr.Request = None) -> str:
@@ -454,16 +448,16 @@ def stop_run(request: gr.Request = None) -> str:
     return f"{names}: stopping after the current iteration…"
 
 
-def replay(index: Any, run: Optional[LiveAttack]):
-    """The views of recorded frame ``index`` of the session's last run."""
-    if run is None or not run.frames:
+def replay(index: Any, run: Optional[Replay]):
+    """The views of recorded frame ``index`` of the session's last run (its :class:`Replay`)."""
+    if not isinstance(run, Replay) or not run.frames:
         return gr.update(), gr.update(), gr.update(), gr.update(), "No run to replay yet."
     try:
-        i = int(min(max(_whole(index or 0, "the replay frame"), 0), len(run.frames) - 1))
+        i = int(min(max(whole_number(index or 0, "the replay frame", 0), 0), len(run.frames) - 1))
     except InputError as error:
         return gr.update(), gr.update(), gr.update(), gr.update(), warn(str(error))
     frame = run.frames[i]
-    views = views_of_frame(run.scene, frame)
+    views = views_of_frame(run.clean_image, run.dataset, frame)
     text = (f"replaying iteration {frame.iteration + 1}/{run.num_steps}: APSR {frame.apsr:.3f}, "
             f"ℓ∞ {frame.linf * 255:.3f}/255 (perturbation shown ×{views['perturbation'][1]:.0f})")
     return views["prediction"], views["perturbation"][0], views["adversarial"], views["mask"], text
@@ -489,7 +483,7 @@ def compare_attacks(model_name, sample, upload, target, target_upload, attacks, 
         spec = get_attack(name)
         params = {"num_steps": steps} if "num_steps" in spec.defaults() else {}
         try:
-            run = LiveAttack(scene, name, params, seed=_whole(seed, "seed"), adv_threshold=nu)
+            run = LiveAttack(scene, name, params, seed=check_seed(seed), adv_threshold=nu)
         except Exception as error:
             yield gr.update(), gr.update(), gr.update(), problem(error)
             return
@@ -539,20 +533,8 @@ def load_run_file(path: Optional[str]):
     steps = values.get("num_steps", DEFAULT_STEPS)
     return [gr.update(value=spec.model), sample_update, gr.update(value=spec.attack),
             gr.update(value=spec.target), gr.update(value=steps), gr.update(value=spec.seed),
-            gr.update(value=spec.adv_threshold), *param_updates, f"Run file loaded: {spec.attack} on {spec.model}.{note} Press **Run**."]
-
-
-def _whole(value: Any, name: str) -> int:
-    """``value`` (a widget's number) as a whole number in [0, 2**63), or InputError."""
-    if isinstance(value, bool):
-        raise InputError(f"{name} must be a whole number; got {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise InputError(f"{name} must be a whole number below 2**63; got {str(value)[:40]!r}") from None
-    if not np.isfinite(number) or number != int(number) or not 0 <= number < 2 ** 63:
-        raise InputError(f"{name} must be a whole number in [0, 2**63); got {str(value)[:40]!r}")
-    return int(number)
+            gr.update(value=spec.adv_threshold), *param_updates,
+            f"Run file loaded: {spec.attack} on {spec.model}.{note} Press **Run**."]
 
 
 # --------------------------------------------------------------------------- layout
@@ -568,9 +550,8 @@ CSS = """
 
 
 def build_demo() -> gr.Blocks:
-    """The app (call ``.queue(...)`` and ``.launch()``; :func:`launch` does both)."""
-    model0 = default_model()
-    samples0 = samples_for(model0)
+    """The app (call ``.queue(...)`` and ``.launch()``; :func:`launch` does both): the controls
+    on the left, the Live and Compare tabs on the right, then the events that join them."""
     with gr.Blocks(title="Segmentation Attack Explorer", delete_cache=(900, 3600)) as demo:
         gr.Markdown("# Segmentation Attack Explorer\nPick a model, an image, an attack and a target, "
                     "then **Run** and watch the attack take the segmentation apart. "
@@ -579,121 +560,157 @@ def build_demo() -> gr.Blocks:
         run_state = gr.State(None)
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
-                model = gr.Dropdown(model_choices(), value=model0, label="model", elem_id="model")
-                sample = gr.Dropdown(samples0, value=samples0[0] if samples0 else None, label="sample image",
-                                     allow_custom_value=True, elem_id="sample")
-                # uploads arrive as bytes and are decoded by explorer.images (limits, clear messages),
-                # never by the widget; the decoded picture is shown as the clean image
-                upload = gr.File(type="binary", label="…or upload an image (PNG, JPEG, WebP, BMP, TIFF, GIF; "
-                                 "attacked against its clean prediction)", height=110, elem_id="upload")
-                attack = gr.Dropdown(attack_choices(), value=DEFAULT_ATTACK, label="attack", elem_id="attack")
-                # every target is a valid value (API clients); the page narrows the choices per model
-                target = gr.Radio([(text, key) for key, text in TARGETS.items()], value="untargeted",
-                                  label="target", elem_id="target")
-                target_upload = gr.File(type="binary", height=110, elem_id="target-upload",
-                                        label="target label map (PNG of class ids or palette colours)")
-                steps = gr.Slider(1, MAX_STEPS, value=DEFAULT_STEPS, step=1, elem_id="steps",
-                                  label="iterations (the attack's num_steps; per bisection step for the 13×T attacks)")
-                with gr.Row():
-                    seed = gr.Number(0, precision=0, minimum=0, label="seed", elem_id="seed")
-                    nu = gr.Number(ADV_THRESHOLD.default, minimum=ADV_THRESHOLD.low, maximum=ADV_THRESHOLD.high,
-                                   label="ν (success threshold)", elem_id="nu")
-                with gr.Accordion("hyper-parameters", open=False):
-                    groups, param_widgets = [], []
-                    for name, spec in ATTACKS.items():
-                        with gr.Group(visible=(name == DEFAULT_ATTACK)) as group:
-                            gr.Markdown(f"**{spec.title}** — {spec.summary}  \n*{spec.reference}*")
-                            widgets = [param_component(name, p) for p in controlled_params(spec)]
-                            if spec.presets:
-                                preset = gr.Dropdown(list(spec.presets), value=None, label="preset",
-                                                     elem_id=f"preset-{name}")
-                                preset.change(partial_preset(name), preset, widgets, api_visibility="private")
-                        groups.append(group)
-                        param_widgets.extend(widgets)
-                with gr.Row():
-                    run_button = gr.Button("Run", variant="primary", elem_id="run-button")
-                    stop_button = gr.Button("Stop", variant="stop", elem_id="stop-button")
-                run_file = gr.File(label="load a run file (.json) to reproduce a run", file_types=[".json"],
-                                   type="filepath", elem_id="run-file")
+                controls = control_panel()
             with gr.Column(scale=3):
                 status = gr.Markdown("Loading…", elem_id="status")
                 with gr.Tab("Live"):
-                    with gr.Row():
-                        apsr_plot = gr.Plot(render.empty_figure("APSR", "APSR"), label="APSR", elem_id="apsr-plot")
-                        linf_plot = gr.Plot(render.empty_figure("ℓ∞ × 255", "ℓ∞ × 255"), label="ℓ∞",
-                                            elem_id="linf-plot")
-                    with gr.Row():
-                        clean_image = gr.Image(label="clean image", interactive=False, elem_id="clean-image")
-                        reference = gr.Image(label="reference labels", interactive=False, elem_id="reference")
-                        clean_pred = gr.Image(label="clean prediction", interactive=False,
-                                              elem_id="clean-prediction")
-                    with gr.Row():
-                        attack_labels = gr.Image(label="attack labels / target", interactive=False,
-                                                 elem_id="attack-labels")
-                        adv_prediction = gr.Image(label="adversarial prediction", interactive=False,
-                                                  elem_id="adv-prediction")
-                        mask = gr.Image(label="constraint mask", interactive=False, elem_id="mask-view")
-                    with gr.Row():
-                        perturbation = gr.Image(label="perturbation (amplified, grey = 0)", interactive=False,
-                                                elem_id="perturbation")
-                        adversarial = gr.Image(label="adversarial image", interactive=False,
-                                               elem_id="adversarial-image")
-                        gr.HTML(render.mask_legend_html(), elem_id="mask-legend")
-                    replay_slider = gr.Slider(0, 1, value=0, step=1, visible=False, label="replay",
-                                              elem_id="replay-slider")
-                    metrics = gr.Dataframe(label="metrics", interactive=False, elem_id="metrics-table")
-                    downloads = gr.File(label="downloads: adversarial PNG (8-bit), perturbation (.npy), "
-                                        "trace (.csv), run file (.json)", file_count="multiple",
-                                        interactive=False, elem_id="downloads")
+                    live = live_tab()
                 with gr.Tab("Compare"):
-                    compare_choice = gr.CheckboxGroup(attack_choices(), value=list(ATTACKS)[:2],
-                                                      label="attacks (registry defaults, same budget)",
-                                                      elem_id="compare-attacks")
-                    compare_button = gr.Button("Compare", variant="primary", elem_id="compare-button")
-                    with gr.Row():
-                        compare_apsr = gr.Plot(label="APSR", elem_id="compare-apsr-plot")
-                        compare_linf = gr.Plot(label="best ℓ∞", elem_id="compare-linf-plot")
-                    compare_table = gr.Dataframe(label="final norms and APSR", interactive=False,
-                                                 elem_id="compare-table")
-
-        scene_inputs = [model, sample, upload, target, target_upload]
-        preview_outputs = [clean_image, reference, clean_pred, attack_labels, status]
-        components = dict(status=status, apsr_plot=apsr_plot, linf_plot=linf_plot,
-                          adv_prediction=adv_prediction, perturbation=perturbation, adversarial=adversarial,
-                          mask=mask, replay=replay_slider, metrics=metrics, downloads=downloads,
-                          state=run_state)
-        outputs = [components[k] for k in OUTPUT_NAMES]
-
-        run_inputs = [model, sample, upload, attack, target, target_upload, steps, seed, nu, *param_widgets]
-
-        def stream(values: dict, request: gr.Request):
-            # inputs given as a set arrive as one {component: value} dict (keeps gr.Request injectable)
-            for update in run_attack(*[values[c] for c in run_inputs], request=request):
-                yield {components[k]: v for k, v in update.items()}
-
-        demo.load(on_model_change, [model, sample, target], [sample, target], api_visibility="private").then(
-            preview, scene_inputs, preview_outputs, api_visibility="private")
-        model.change(on_model_change, [model, sample, target], [sample, target], api_visibility="private").then(
-            preview, scene_inputs, preview_outputs, api_visibility="private")
-        for trigger in (sample.change, upload.change, target.change, target_upload.change):
-            trigger(preview, scene_inputs, preview_outputs, api_visibility="private")
-        attack.change(on_attack_change, attack, groups, api_visibility="private")
-        # .input fires on the user's choice only, so a loaded run file keeps its own budget
-        attack.input(default_steps, attack, steps, api_visibility="private")
-        run_button.click(stream, set(run_inputs), outputs, concurrency_id="attack", api_name="run",
-                         show_progress="hidden")
-        stop_button.click(stop_run, None, status, queue=False, api_name="stop")
-        replay_slider.release(replay, [replay_slider, run_state],
-                              [adv_prediction, perturbation, adversarial, mask, status], api_name="replay")
-        compare_button.click(compare_attacks, [model, sample, upload, target, target_upload, compare_choice,
-                                               steps, seed, nu],
-                             [compare_apsr, compare_linf, compare_table, status], concurrency_id="attack",
-                             api_name="compare", show_progress="hidden")
-        run_file.upload(load_run_file, run_file,
-                        [model, sample, attack, target, steps, seed, nu, *param_widgets, status],
-                        api_name="load_run_file")
-        demo.unload(cleanup_session)
+                    compare = compare_tab()
+        wire_events(demo, controls, live, compare, status, run_state)
     return demo
+
+
+def control_panel() -> SimpleNamespace:
+    """The left column: model, image, attack and its hyper-parameters, target, budget, buttons."""
+    model0 = default_model()
+    samples0 = samples_for(model0)
+    model = gr.Dropdown(model_choices(), value=model0, label="model", elem_id="model")
+    sample = gr.Dropdown(samples0, value=samples0[0] if samples0 else None, label="sample image",
+                         allow_custom_value=True, elem_id="sample")
+    # uploads arrive as bytes and are decoded by explorer.data.decode (limits, clear messages),
+    # never by the widget; the decoded picture is shown as the clean image
+    upload = gr.File(type="binary", label="…or upload an image (PNG, JPEG, WebP, BMP, TIFF, GIF; "
+                     "attacked against its clean prediction)", height=110, elem_id="upload")
+    attack = gr.Dropdown(attack_choices(), value=DEFAULT_ATTACK, label="attack", elem_id="attack")
+    # every target is a valid value (API clients); the page narrows the choices per model
+    target = gr.Radio([(text, key) for key, text in TARGETS.items()], value="untargeted",
+                      label="target", elem_id="target")
+    target_upload = gr.File(type="binary", height=110, elem_id="target-upload",
+                            label="target label map (PNG of class ids or palette colours)")
+    steps = gr.Slider(1, MAX_STEPS, value=DEFAULT_STEPS, step=1, elem_id="steps",
+                      label="iterations (the attack's num_steps; per bisection step for the 13×T attacks)")
+    with gr.Row():
+        seed = gr.Number(0, precision=0, minimum=0, label="seed", elem_id="seed")
+        nu = gr.Number(ADV_THRESHOLD.default, minimum=ADV_THRESHOLD.low, maximum=ADV_THRESHOLD.high,
+                       label="ν (success threshold)", elem_id="nu")
+    with gr.Accordion("hyper-parameters", open=False):
+        groups, param_widgets = [], []
+        for name, spec in ATTACKS.items():
+            with gr.Group(visible=(name == DEFAULT_ATTACK)) as group:
+                gr.Markdown(f"**{spec.title}** — {spec.summary}  \n*{spec.reference}*")
+                widgets = [param_component(name, p) for p in controlled_params(spec)]
+                if spec.presets:
+                    preset = gr.Dropdown(list(spec.presets), value=None, label="preset",
+                                         elem_id=f"preset-{name}")
+                    preset.change(partial_preset(name), preset, widgets, api_visibility="private")
+            groups.append(group)
+            param_widgets.extend(widgets)
+    with gr.Row():
+        run_button = gr.Button("Run", variant="primary", elem_id="run-button")
+        stop_button = gr.Button("Stop", variant="stop", elem_id="stop-button")
+    run_file = gr.File(label="load a run file (.json) to reproduce a run", file_types=[".json"],
+                       type="filepath", elem_id="run-file")
+    return SimpleNamespace(model=model, sample=sample, upload=upload, attack=attack, target=target,
+                           target_upload=target_upload, steps=steps, seed=seed, nu=nu, groups=groups,
+                           param_widgets=param_widgets, run_button=run_button, stop_button=stop_button,
+                           run_file=run_file)
+
+
+def live_tab() -> SimpleNamespace:
+    """The Live tab: curves, clean and adversarial views, replay slider, metrics, downloads."""
+    with gr.Row():
+        apsr_plot = gr.Plot(render.empty_figure("APSR", "APSR"), label="APSR", elem_id="apsr-plot")
+        linf_plot = gr.Plot(render.empty_figure("ℓ∞ × 255", "ℓ∞ × 255"), label="ℓ∞",
+                            elem_id="linf-plot")
+    with gr.Row():
+        clean_image = gr.Image(label="clean image", interactive=False, elem_id="clean-image")
+        reference = gr.Image(label="reference labels", interactive=False, elem_id="reference")
+        clean_pred = gr.Image(label="clean prediction", interactive=False,
+                              elem_id="clean-prediction")
+    with gr.Row():
+        attack_labels = gr.Image(label="attack labels / target", interactive=False,
+                                 elem_id="attack-labels")
+        adv_prediction = gr.Image(label="adversarial prediction", interactive=False,
+                                  elem_id="adv-prediction")
+        mask = gr.Image(label="constraint mask", interactive=False, elem_id="mask-view")
+    with gr.Row():
+        perturbation = gr.Image(label="perturbation (amplified, grey = 0)", interactive=False,
+                                elem_id="perturbation")
+        adversarial = gr.Image(label="adversarial image", interactive=False,
+                               elem_id="adversarial-image")
+        gr.HTML(render.mask_legend_html(), elem_id="mask-legend")
+    replay_slider = gr.Slider(0, 1, value=0, step=1, visible=False, label="replay",
+                              elem_id="replay-slider")
+    metrics = gr.Dataframe(label="metrics", interactive=False, elem_id="metrics-table")
+    downloads = gr.File(label="downloads: adversarial PNG (8-bit), perturbation (.npy), "
+                        "trace (.csv), run file (.json)", file_count="multiple",
+                        interactive=False, elem_id="downloads")
+    return SimpleNamespace(apsr_plot=apsr_plot, linf_plot=linf_plot, clean_image=clean_image, reference=reference,
+                           clean_pred=clean_pred, attack_labels=attack_labels, adv_prediction=adv_prediction,
+                           mask=mask, perturbation=perturbation, adversarial=adversarial,
+                           replay_slider=replay_slider, metrics=metrics, downloads=downloads)
+
+
+def compare_tab() -> SimpleNamespace:
+    """The Compare tab: several attacks on the same scene, curves overlaid, a table of norms."""
+    compare_choice = gr.CheckboxGroup(attack_choices(), value=list(ATTACKS)[:2],
+                                      label="attacks (registry defaults, same budget)",
+                                      elem_id="compare-attacks")
+    compare_button = gr.Button("Compare", variant="primary", elem_id="compare-button")
+    with gr.Row():
+        compare_apsr = gr.Plot(label="APSR", elem_id="compare-apsr-plot")
+        compare_linf = gr.Plot(label="best ℓ∞", elem_id="compare-linf-plot")
+    compare_table = gr.Dataframe(label="final norms and APSR", interactive=False,
+                                 elem_id="compare-table")
+    return SimpleNamespace(compare_choice=compare_choice, compare_button=compare_button, compare_apsr=compare_apsr,
+                           compare_linf=compare_linf, compare_table=compare_table)
+
+
+def wire_events(demo: gr.Blocks, c: SimpleNamespace, live: SimpleNamespace, compare: SimpleNamespace,
+                status, run_state) -> None:
+    """Join the widgets to the event handlers above (named API endpoints: run, stop, replay,
+    compare, load_run_file; the others are private to the page)."""
+    model, sample, upload, attack, target = c.model, c.sample, c.upload, c.attack, c.target
+    target_upload, steps, seed, nu, param_widgets = c.target_upload, c.steps, c.seed, c.nu, c.param_widgets
+    scene_inputs = [model, sample, upload, target, target_upload]
+    preview_outputs = [live.clean_image, live.reference, live.clean_pred, live.attack_labels, status]
+    components = dict(status=status, apsr_plot=live.apsr_plot, linf_plot=live.linf_plot,
+                      adv_prediction=live.adv_prediction, perturbation=live.perturbation,
+                      adversarial=live.adversarial, mask=live.mask, replay=live.replay_slider,
+                      metrics=live.metrics, downloads=live.downloads, state=run_state)
+    outputs = [components[k] for k in OUTPUT_NAMES]
+
+    run_inputs = [model, sample, upload, attack, target, target_upload, steps, seed, nu, *param_widgets]
+
+    def stream(values: dict, request: gr.Request):
+        # inputs given as a set arrive as one {component: value} dict (keeps gr.Request injectable)
+        for update in run_attack(*[values[component] for component in run_inputs], request=request):
+            yield {components[k]: v for k, v in update.items()}
+
+    demo.load(on_model_change, [model, sample, target], [sample, target], api_visibility="private").then(
+        preview, scene_inputs, preview_outputs, api_visibility="private")
+    model.change(on_model_change, [model, sample, target], [sample, target], api_visibility="private").then(
+        preview, scene_inputs, preview_outputs, api_visibility="private")
+    for trigger in (sample.change, upload.change, target.change, target_upload.change):
+        trigger(preview, scene_inputs, preview_outputs, api_visibility="private")
+    attack.change(on_attack_change, attack, c.groups, api_visibility="private")
+    # .input fires on the user's choice only, so a loaded run file keeps its own budget
+    attack.input(default_steps, attack, steps, api_visibility="private")
+    c.run_button.click(stream, set(run_inputs), outputs, concurrency_id="attack", api_name="run",
+                       show_progress="hidden")
+    c.stop_button.click(stop_run, None, status, queue=False, api_name="stop")
+    live.replay_slider.release(replay, [live.replay_slider, run_state],
+                               [live.adv_prediction, live.perturbation, live.adversarial, live.mask, status],
+                               api_name="replay")
+    compare.compare_button.click(compare_attacks, [model, sample, upload, target, target_upload,
+                                                   compare.compare_choice, steps, seed, nu],
+                                 [compare.compare_apsr, compare.compare_linf, compare.compare_table, status],
+                                 concurrency_id="attack", api_name="compare", show_progress="hidden")
+    c.run_file.upload(load_run_file, c.run_file,
+                      [model, sample, attack, target, steps, seed, nu, *param_widgets, status],
+                      api_name="load_run_file")
+    demo.unload(cleanup_session)
 
 
 def partial_preset(attack: str):
@@ -727,7 +744,7 @@ def queued(demo: gr.Blocks, concurrency: Optional[int] = None, queue_size: Optio
 
 def launch(**kwargs) -> gr.Blocks:
     """Build, queue (bounded concurrency and size) and launch the app; uploads are limited to
-    :data:`explorer.images.MAX_UPLOAD_BYTES` by the server before our code sees them."""
+    :data:`explorer.data.decode.MAX_UPLOAD_BYTES` by the server before our code sees them."""
     demo = queued(build_demo())
     kwargs.setdefault("css", CSS)
     kwargs.setdefault("max_file_size", MAX_UPLOAD_BYTES)

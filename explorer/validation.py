@@ -1,7 +1,8 @@
 """Small input checks shared by the core modules (they raise :class:`InputError`)."""
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -27,3 +28,33 @@ def check_num_classes(num_classes: Any) -> int:
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
         raise InputError(f"num_classes must be a positive integer, got {num_classes!r}")
     return int(num_classes)
+
+
+#: the seeds a run accepts: what ``torch.manual_seed`` takes, from 0
+SEED_LOW, SEED_HIGH = 0, 2 ** 63 - 1
+
+
+def whole_number(value: Any, what: str, low: Optional[int] = None, high: Optional[int] = None) -> int:
+    """``value`` as an int in ``[low, high]``: ints, whole floats and digit strings are taken;
+    booleans, fractions, NaN, infinities and anything else raise :class:`InputError` naming
+    ``what`` (a widget's number, a run file's field, a command-line argument)."""
+    number: Optional[int] = None
+    if isinstance(value, (bool, np.bool_)):
+        number = None
+    elif isinstance(value, (int, np.integer)):
+        number = int(value)
+    elif isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
+        number = int(value)
+    elif isinstance(value, str) and value.strip().lstrip("+-").isdigit() and len(value.strip()) <= 40:
+        number = int(value.strip())
+    bounds = (f" in [{low}, {high}]" if low is not None and high is not None
+              else f" >= {low}" if low is not None else f" <= {high}" if high is not None else "")
+    if number is None or (low is not None and number < low) or (high is not None and number > high):
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise InputError(f"{what} must be a whole number{bounds}; got {shown}")
+    return number
+
+
+def check_seed(value: Any, what: str = "seed") -> int:
+    """A run's random seed: a whole number in [0, 2**63 - 1] (see :func:`whole_number`)."""
+    return whole_number(value, what, SEED_LOW, SEED_HIGH)

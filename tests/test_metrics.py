@@ -22,7 +22,7 @@ from explorer.metrics import (
     pixel_success,
 )
 
-I = 255  # ignored label
+I = 255  # noqa: E741  (the ignored label: a one-letter name keeps the maps below aligned)
 
 # One 3x4 image, K = 3, two ignored pixels -> 10 labelled pixels.
 LABELS = torch.tensor(
@@ -217,3 +217,8 @@ def test_input_errors():
     with pytest.raises(InputError, match="at least 2 dimensions"):
         linf_norm(torch.zeros(3))
     assert issubclass(InputError, ValueError)
+
+
+def test_apsr_is_undefined_without_a_labelled_pixel():
+    with pytest.raises(InputError, match="no labelled pixel"):
+        apsr(torch.zeros(1, 4, 4, dtype=torch.long), torch.full((1, 4, 4), 255), 19)

@@ -1,5 +1,4 @@
 """The teaching notebooks run top to bottom (EXPLORER_QUICK=1 budgets) and are committed without outputs."""
-import os
 from pathlib import Path
 
 import nbformat

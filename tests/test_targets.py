@@ -14,7 +14,7 @@ from explorer.targets import (
     untargeted_labels,
 )
 
-I = 255
+I = 255  # noqa: E741  (the ignored label: a one-letter name keeps the maps below aligned)
 
 M1 = [[0, 0, 1, 1],
       [0, 2, 2, 1],

@@ -1,10 +1,10 @@
-"""ALMA prox: minimal ℓ∞ adversarial perturbations for segmentation (seed 001).
+"""ALMA prox: minimal ℓ∞ adversarial perturbations for segmentation [Rony2023].
 
 The attack minimises ``||delta||_inf + indicator_Lambda(delta) + m~^T P(w c(delta), rho, mu)``
-(seed 001, eq. 5 and 7) by variable-metric forward-backward splitting (eq. 17): a
+([Rony2023], eq. 5 and 7) by variable-metric forward-backward splitting (eq. 17): a
 gradient step on the penalty term, preconditioned by an Adam-like diagonal metric
 (eq. 18), then the proximity operator of ``lam ||.||_inf + indicator_Lambda`` in that
-metric (Algorithm 1, :func:`explorer.prox.prox_linf_box`).
+metric (Algorithm 1, :func:`explorer.attacks.prox.prox_linf_box`).
 """
 from __future__ import annotations
 
@@ -15,18 +15,9 @@ import torch
 from torch import Tensor, nn
 
 from explorer.attacks.core import AttackResult, AttackRun, drop_largest, per_image_view
-from explorer.attacks.registry import ParamSpec, register_attack
-from explorer.losses import dlr_constraint, penalty, penalty_derivative, top_logits
-from explorer.prox import PROX_SOLVERS
-
-#: how the proximity operator is solved (shared with PDPGD).  Both give the same operator to
-#: within ``prox_tolerance``; the histogram bracketing takes a third of the time.  The default
-#: stays seed 001's ternary search, with which every recorded benchmark number was made: on
-#: borderline images the attack's trajectory is chaotic, so even a 1e-7 change in the prox
-#: can move an image across the APSR threshold (docs/benchmarks.md).
-PROX_SOLVER_PARAM = ParamSpec(
-    "prox_solver", str, "ternary", "how the prox is solved: seed 001's ternary search ('ternary', "
-    "Algorithm 1) or bracketing f' by histograms ('histogram', 3x faster)", choices=tuple(PROX_SOLVERS))
+from explorer.attacks.losses import dlr_constraint, penalty, penalty_derivative
+from explorer.attacks.prox import PROX_SOLVERS
+from explorer.attacks.registry import PROX_SOLVER_PARAM, ParamSpec, register_attack
 
 PARAMS = (
     ParamSpec("num_steps", int, 500, "iterations (one forward and one backward each)", low=1, high=100_000, symbol="N"),
@@ -35,13 +26,17 @@ PARAMS = (
               "from the first success)", low=1e-8, high=1.0, log=True, symbol="λ⁽ᴺ⁾"),
     ParamSpec("mu_init", float, 1.0, "initial penalty multiplier", low=1e-12, high=1.0, log=True, symbol="μ⁽⁰⁾"),
     ParamSpec("rho_init", float, 0.01, "initial penalty parameter", low=1e-6, high=1e6, log=True, symbol="ρ⁽⁰⁾"),
-    ParamSpec("rho_growth", float, 2.0, "factor applied to ρ where a constraint stalls", low=1.0, high=100.0, symbol="γ"),
+    ParamSpec("rho_growth", float, 2.0, "factor applied to ρ where a constraint stalls",
+              low=1.0, high=100.0, symbol="γ"),
     ParamSpec("check_steps", int, 10, "iterations between ρ updates", low=1, high=10_000, symbol="M"),
-    ParamSpec("improvement_ratio", float, 0.95, "a constraint improved if c <= ratio * c_prev", low=0.0, high=1.0, symbol="τ"),
-    ParamSpec("alpha", float, 0.8, "moving-average weight of the metric (eq. 18) and of μ", low=0.0, high=0.9999, symbol="α"),
+    ParamSpec("improvement_ratio", float, 0.95, "a constraint improved if c <= ratio * c_prev",
+              low=0.0, high=1.0, symbol="τ"),
+    ParamSpec("alpha", float, 0.8, "moving-average weight of the metric (eq. 18) and of μ",
+              low=0.0, high=0.9999, symbol="α"),
     ParamSpec("scale_rate", float, 0.02, "constraint-scale adjustment rate (eq. 8)", low=0.0, high=0.5, symbol="γ_w"),
     ParamSpec("scale_min", float, 0.1, "lower bound of the constraint scale", low=1e-6, high=1.0, symbol="w_min"),
-    ParamSpec("logit_tolerance", float, 1e-4, "margin required on the logits (ε in eq. 3)", low=0.0, high=10.0, symbol="ε"),
+    ParamSpec("logit_tolerance", float, 1e-4, "margin required on the logits (ε in eq. 3)",
+              low=0.0, high=10.0, symbol="ε"),
     ParamSpec("constraint_masking", bool, True, "drop the largest constraints (eq. 6)"),
     ParamSpec("mask_decay", bool, True, "grow the number dropped linearly to (1-ν)|M| (eq. 6); "
               "otherwise drop (1-ν)|M| from the start"),
@@ -56,7 +51,7 @@ PARAMS = (
 @register_attack(
     "alma_prox", title="ALMA prox", kind="minimal-norm",
     summary="Augmented Lagrangian + proximal splitting; minimal ℓ∞ perturbation reaching APSR >= ν",
-    reference="Rony et al., Proximal Splitting Adversarial Attacks for Semantic Segmentation, CVPR 2023 (seed 001)",
+    reference="Rony et al., Proximal Splitting Adversarial Attacks for Semantic Segmentation, CVPR 2023 [Rony2023]",
     params=PARAMS)
 def alma_prox(model: nn.Module, images: Tensor, labels: Tensor, *,
               targeted: bool = False, masks: Optional[Tensor] = None, adv_threshold: float = 0.99,
@@ -67,7 +62,7 @@ def alma_prox(model: nn.Module, images: Tensor, labels: Tensor, *,
               constraint_masking: bool = True, mask_decay: bool = True, penalty_grad: str = "true",
               prox_tolerance: float = 1e-6, prox_solver: str = "ternary",
               callback: Optional[Callable[..., Any]] = None, record_maps: bool = False) -> AttackResult:
-    """ALMA prox attack (seed 001, §4 and App. C): minimal ℓ∞ perturbation with APSR >= ν.
+    """ALMA prox attack ([Rony2023], §4 and App. C): minimal ℓ∞ perturbation with APSR >= ν.
 
     Per iteration ``i = 0 .. N-1`` (one forward, one backward):
 
@@ -75,7 +70,7 @@ def alma_prox(model: nn.Module, images: Tensor, labels: Tensor, *,
        first success, then smallest successful norm).
     2. Constraint scale (eq. 8): ``w /= 1 + γ_w`` if APSR >= ν else ``w /= 1 - γ_w``,
        clipped to ``[w_min, 1]``.
-    3. Constraints ``c = w * DLR(z)`` per pixel (eq. 3, :func:`explorer.losses.dlr_constraint`).
+    3. Constraints ``c = w * DLR(z)`` per pixel (eq. 3, :func:`explorer.attacks.losses.dlr_constraint`).
     4. Adaptive masking (eq. 6): drop exactly ``floor(k i/(N-1))`` largest constraints
        of each image (``mask_decay``), where ``k = |M| - ceil(ν|M|)`` is the number of
        pixels a successful image may leave unfooled (``(1-ν)|M|`` rounded down);
@@ -93,7 +88,7 @@ def alma_prox(model: nn.Module, images: Tensor, labels: Tensor, *,
        decay reaching ``lr_final`` at iteration ``N``.
     10. ``delta <- prox^H_{λ||.||_inf + ι_Λ}(delta - λ g / H)`` (eq. 17), solved to
         ``prox_tolerance`` by Algorithm 1's ternary search (default) or by the histogram
-        bracketing of :func:`explorer.prox.prox_linf_box_histogram` (same operator, fewer passes).
+        bracketing of :func:`explorer.attacks.prox.prox_linf_box_histogram` (same operator, fewer passes).
 
     Parameters (paper symbol in brackets)
     -------------------------------------
@@ -102,7 +97,7 @@ def alma_prox(model: nn.Module, images: Tensor, labels: Tensor, *,
     num_steps [N], lr_init [λ⁽⁰⁾], lr_final [λ⁽ᴺ⁾], mu_init [μ⁽⁰⁾], rho_init [ρ⁽⁰⁾],
     rho_growth [γ], check_steps, improvement_ratio [τ], alpha [α], scale_rate [γ_w],
     scale_min [w_min], logit_tolerance [ε]: see the schema (``print(alma_prox.spec)``).
-    prox_solver : ``"ternary"`` (default; seed 001, Algorithm 1) or ``"histogram"``.
+    prox_solver : ``"ternary"`` (default; [Rony2023], Algorithm 1) or ``"histogram"``.
     penalty_grad : ``"true"`` (default) uses the derivative of eq. 9; ``"reference"``
         reproduces the reference library's backward (``μ·y`` in place of ``μ``), which
         produced the published numbers.
@@ -111,13 +106,7 @@ def alma_prox(model: nn.Module, images: Tensor, labels: Tensor, *,
         labelled pixels kept by the adaptive mask).
     """
     run = AttackRun("alma_prox", model, images, labels, masks, targeted, adv_threshold, num_steps,
-                    callback, record_maps, params=dict(
-                        num_steps=num_steps, lr_init=lr_init, lr_final=lr_final, mu_init=mu_init,
-                        rho_init=rho_init, rho_growth=rho_growth, check_steps=check_steps,
-                        improvement_ratio=improvement_ratio, alpha=alpha, scale_rate=scale_rate,
-                        scale_min=scale_min, logit_tolerance=logit_tolerance,
-                        constraint_masking=constraint_masking, mask_decay=mask_decay,
-                        penalty_grad=penalty_grad, prox_tolerance=prox_tolerance, prox_solver=prox_solver))
+                    callback, record_maps)
     images = run.images
     n = len(images)
     device = images.device
@@ -134,8 +123,11 @@ def alma_prox(model: nn.Module, images: Tensor, labels: Tensor, *,
     mu = rho = prev_constraints = pixel_adv_in_window = None
 
     for i in range(num_steps):
-        adv = images + delta
-        logits = run.forward(adv)
+        # 1. progress and best iterate (highest APSR before the first success, then smallest norm);
+        # the top logits give the prediction and the DLR constraints
+        ev = run.evaluate(images + delta, delta, top_k=4)
+        logits, top, prediction, pixel_adv, apsr, linf, is_adv = (ev.logits, ev.top, ev.prediction, ev.pixel_adv,
+                                                                  ev.apsr, ev.linf, ev.is_adv)
         task = run.task
         if i == 0:
             mu = torch.full(task.labels.shape, float(mu_init), dtype=torch.float64, device=device)
@@ -144,13 +136,6 @@ def alma_prox(model: nn.Module, images: Tensor, labels: Tensor, *,
             # (1-ν)|M|: pixels that may stay unfooled in a successful image
             violations_allowed = [m - math.ceil(adv_threshold * m - 1e-9) for m in task.mask_count_host]
 
-        # 1. progress and best iterate
-        top = top_logits(logits)
-        prediction = top.indices[:, 0].detach()
-        pixel_adv = task.pixel_success(prediction)
-        apsr = task.apsr(pixel_adv)
-        linf = delta.detach().flatten(1).abs().amax(dim=1)
-        is_adv = run.track(adv, apsr, linf)
         pixel_adv_in_window |= pixel_adv
         if i < num_steps // 2:
             step_found = torch.where(~found & is_adv, torch.full_like(step_found, i), step_found)

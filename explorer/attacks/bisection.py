@@ -1,4 +1,4 @@
-"""Minimal-norm attacks by bisection over a fixed-budget attack (seed 001 §5.5).
+"""Minimal-norm attacks by bisection over a fixed-budget attack ([Rony2023] §5.5).
 
 For every image, ``search_steps`` (13) bisection steps on ε over ``[0, eps_max]`` (1, so the
 error is 2⁻¹³ ≈ 1e-4 as in the paper): run the fixed-budget attack at the midpoint; when it
@@ -9,7 +9,7 @@ images succeed — or, with restarts, only some improve — is handled per image
 harness mixes them up).  One record per bisection step: ``linf`` is the radius tried,
 ``best_linf`` the smallest success so far, ``step_size`` the interval width.
 
-Rows of seed 001's Table 1: ``ifgsm_bisection`` (I-FGSM 13×20), ``mifgsm_bisection``
+Rows of [Rony2023]'s Table 1: ``ifgsm_bisection`` (I-FGSM 13×20), ``mifgsm_bisection``
 (MI-FGSM 13×20) and ``pgd_bisection`` (PGD CE/DLR 13×40 and 13×4×10, presets).
 """
 from __future__ import annotations
@@ -21,12 +21,8 @@ from torch import Tensor, nn
 
 from explorer.attacks.core import AttackResult, AttackRun, SegmentationTask
 from explorer.attacks.fixed_budget import sign_gradient_ascent
-from explorer.attacks.registry import ParamSpec, register_attack
-from explorer.losses import OBJECTIVES
-
-SEARCH_STEPS = ParamSpec("search_steps", int, 13, "bisection steps on ε", low=1, high=40)
-EPS_MAX = ParamSpec("eps_max", float, 1.0, "upper end of the search interval (pixel units)",
-                    low=1e-6, high=1.0, log=True, symbol="ε_max")
+from explorer.attacks.losses import OBJECTIVES
+from explorer.attacks.registry import EPS_MAX, SEARCH_STEPS, ParamSpec, register_attack, step_ratio_param
 
 #: inner(eps (N,)) -> (the fixed-budget result at those radii, the inner run's task)
 Inner = Callable[[Tensor], Tuple[AttackResult, SegmentationTask]]
@@ -61,12 +57,12 @@ def bisection(run: AttackRun, inner: Inner, search_steps: int, eps_max: float) -
     return run.result()
 
 
-def _bisect_sign_pgd(name: str, model, images, labels, masks, targeted, adv_threshold, callback, record_maps,
-                     params: dict, *, num_steps: int, step_ratio: float, loss: str, random_init: bool,
-                     restarts: int, momentum: float) -> AttackResult:
-    """Bisection around :func:`~explorer.attacks.fixed_budget.sign_gradient_ascent`."""
-    run = AttackRun(name, model, images, labels, masks, targeted, adv_threshold, params["search_steps"],
-                    callback, record_maps, params=params)
+def _bisect_sign_pgd(name: str, model, images, labels, masks, targeted, adv_threshold, callback, record_maps, *,
+                     search_steps: int, eps_max: float, num_steps: int, step_ratio: float, loss: str,
+                     random_init: bool, restarts: int, momentum: float) -> AttackResult:
+    """Bisection (``search_steps`` steps over ``[0, eps_max]``) around
+    :func:`~explorer.attacks.fixed_budget.sign_gradient_ascent` with the other arguments."""
+    run = AttackRun(name, model, images, labels, masks, targeted, adv_threshold, search_steps, callback, record_maps)
 
     def inner(eps: Tensor):
         # the outer run's checked inputs, and its constraint set once known: one input check,
@@ -77,10 +73,10 @@ def _bisect_sign_pgd(name: str, model, images, labels, masks, targeted, adv_thre
                                       restarts, momentum)
         return result, inner_run.task
 
-    return bisection(run, inner, params["search_steps"], params["eps_max"])
+    return bisection(run, inner, search_steps, eps_max)
 
 
-_REF = "Rony et al., CVPR 2023 (seed 001) §5.5: 13-step bisection on ε around "
+_REF = "Rony et al., CVPR 2023 [Rony2023] §5.5: 13-step bisection on ε around "
 
 
 @register_attack(
@@ -95,8 +91,8 @@ def ifgsm_bisection(model: nn.Module, images: Tensor, labels: Tensor, *, targete
                     callback: Optional[Callable[..., Any]] = None, record_maps: bool = False) -> AttackResult:
     """I-FGSM 13×20: bisection (module docstring) of CE sign-gradient ascent with α = ε/T."""
     return _bisect_sign_pgd("ifgsm_bisection", model, images, labels, masks, targeted, adv_threshold, callback,
-                            record_maps, dict(search_steps=search_steps, eps_max=eps_max, num_steps=num_steps),
-                            num_steps=num_steps, step_ratio=1 / num_steps, loss="ce", random_init=False,
+                            record_maps, search_steps=search_steps, eps_max=eps_max, num_steps=num_steps,
+                            step_ratio=1 / num_steps, loss="ce", random_init=False,
                             restarts=1, momentum=0.0)
 
 
@@ -113,9 +109,8 @@ def mifgsm_bisection(model: nn.Module, images: Tensor, labels: Tensor, *, target
                      callback: Optional[Callable[..., Any]] = None, record_maps: bool = False) -> AttackResult:
     """MI-FGSM 13×20: bisection of CE sign-gradient ascent with momentum, α = ε/T."""
     return _bisect_sign_pgd("mifgsm_bisection", model, images, labels, masks, targeted, adv_threshold, callback,
-                            record_maps, dict(search_steps=search_steps, eps_max=eps_max, num_steps=num_steps,
-                                              momentum=momentum),
-                            num_steps=num_steps, step_ratio=1 / num_steps, loss="ce", random_init=False,
+                            record_maps, search_steps=search_steps, eps_max=eps_max, num_steps=num_steps,
+                            step_ratio=1 / num_steps, loss="ce", random_init=False,
                             restarts=1, momentum=momentum)
 
 
@@ -128,8 +123,7 @@ def mifgsm_bisection(model: nn.Module, images: Tensor, labels: Tensor, *, target
             ParamSpec("restarts", int, 1, "random restarts per bisection step; each image keeps its best",
                       low=1, high=100),
             ParamSpec("loss", str, "ce", "loss maximised", choices=("ce", "dlr")),
-            ParamSpec("step_ratio", float, 2.5 / 40, "step size α as a fraction of ε", low=1e-4, high=2.0,
-                      log=True, symbol="α/ε")),
+            step_ratio_param(2.5 / 40)),
     presets={"PGD CE 13×40": {"loss": "ce"},
              "PGD CE 13×4×10": {"loss": "ce", "num_steps": 10, "restarts": 4, "step_ratio": 0.25},
              "PGD DLR 13×40": {"loss": "dlr"},
@@ -141,7 +135,6 @@ def pgd_bisection(model: nn.Module, images: Tensor, labels: Tensor, *, targeted:
                   callback: Optional[Callable[..., Any]] = None, record_maps: bool = False) -> AttackResult:
     """PGD 13×T(×R): bisection of random-start PGD with ``restarts`` runs per step."""
     return _bisect_sign_pgd("pgd_bisection", model, images, labels, masks, targeted, adv_threshold, callback,
-                            record_maps, dict(search_steps=search_steps, eps_max=eps_max, num_steps=num_steps,
-                                              restarts=restarts, loss=loss, step_ratio=step_ratio),
-                            num_steps=num_steps, step_ratio=step_ratio, loss=loss, random_init=True,
+                            record_maps, search_steps=search_steps, eps_max=eps_max, num_steps=num_steps,
+                            step_ratio=step_ratio, loss=loss, random_init=True,
                             restarts=restarts, momentum=0.0)

@@ -6,9 +6,9 @@ returning an :class:`AttackResult`.  Its loop is built from the pieces here:
 
 * :func:`check_inputs` validates images, labels and masks (raising
   :class:`~explorer.errors.InputError`) and moves them to the model's device;
-* :class:`SegmentationTask` holds the constraint set of seed 001 §4.1 — which pixels are
+* :class:`SegmentationTask` holds the constraint set of [Rony2023] §4.1 — which pixels are
   labelled (the mask ``m``), the labels with ignored pixels replaced by a valid class,
-  ``|M|`` per image — and computes pixel success and APSR (seed 001, eq. 19);
+  ``|M|`` per image — and computes pixel success and APSR ([Rony2023], eq. 19);
 * :class:`AttackRun` counts forwards and backwards, keeps the best iterate by the
   minimal-norm rule, sends one :class:`IterationRecord` per iteration to the callback,
   honours the callback's stop request and assembles the :class:`AttackResult`.
@@ -45,6 +45,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from explorer.attacks.losses import top_logits
 from explorer.attacks.registry import ADV_THRESHOLD, validate_common
 from explorer.errors import InputError
 
@@ -58,7 +59,7 @@ class PixelState(IntEnum):
     IGNORED = 0    #: unlabelled (label >= K) or outside the caller's mask: not a constraint
     SATISFIED = 1  #: the pixel is adversarial (fooled / on target)
     VIOLATED = 2   #: the pixel is not adversarial yet
-    DROPPED = 3    #: labelled, but left out of the objective by adaptive masking (seed 001, eq. 6)
+    DROPPED = 3    #: labelled, but left out of the objective by adaptive masking ([Rony2023], eq. 6)
 
 
 @dataclass
@@ -137,7 +138,9 @@ class AttackResult:
     ``adv_images`` are the returned adversarial images (the best iterate for minimal-norm
     attacks), ``linf`` their ℓ∞ distance to the clean images, ``apsr`` their attack pixel
     success rate and ``success`` whether ``apsr >= adv_threshold``.  ``num_forwards`` and
-    ``num_backwards`` count the model propagations spent on each image.  ``trace`` holds
+    ``num_backwards`` count the model propagations spent on each image.  ``params`` are the
+    hyper-parameters the attack ran with, defaults included (recorded by the registry's
+    wrapper, :func:`~explorer.attacks.registry.record_hyperparameters`).  ``trace`` holds
     the per-iteration records (without per-pixel maps) when a callback was given: the
     run's own copies, equal to what the callback was handed at each iteration whatever
     the callback did with its records afterwards.
@@ -335,7 +338,7 @@ class SegmentationTask:
         return (hit if self.targeted else ~hit) & masks
 
     def apsr(self, pixel_success: Tensor, index: Optional[Tensor] = None) -> Tensor:
-        """Attack pixel success rate per image (seed 001, eq. 19)."""
+        """Attack pixel success rate per image ([Rony2023], eq. 19)."""
         _, _, count = self.select(index)
         return pixel_success.flatten(1).sum(dim=1) / count
 
@@ -360,21 +363,45 @@ def linf_distance(adv_images: Tensor, images: Tensor) -> Tensor:
 # The run: counters, best iterate, records, stop
 # ----------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Evaluation:
+    """One iterate evaluated by :meth:`AttackRun.evaluate` (for the images it was run on).
+
+    ``logits`` (N, K, H, W) as the model returned them (attached to the autograd graph when
+    gradients are on); ``top`` their :func:`~explorer.attacks.losses.top_logits` when the
+    attack asked for them (else None); ``prediction`` (N, H, W) the predicted classes;
+    ``pixel_adv`` the adversarial pixels of ``M`` (pixel success); ``apsr`` the attack pixel
+    success rate ([Rony2023], eq. 19), ``linf`` the ℓ∞ norm of the perturbation and
+    ``is_adv`` whether APSR >= ν, per image.
+    """
+
+    logits: Optional[Tensor]
+    prediction: Tensor
+    pixel_adv: Tensor
+    apsr: Tensor
+    linf: Tensor
+    is_adv: Tensor
+    top: Optional[Any] = None
+
+
 class AttackRun:
     """Book-keeping shared by every attack loop.
 
     Usage inside an attack::
 
         run = AttackRun("dag", model, images, labels, masks, targeted, adv_threshold,
-                        num_steps, callback, record_maps, params)
+                        num_steps, callback, record_maps)
         for i in range(num_steps):
-            logits = run.forward(images + delta)      # first call builds run.task
-            ...
+            ev = run.evaluate(images + delta, delta)  # forward, APSR, ℓ∞, best iterate;
+            ...                                       # the first call builds run.task
             grad = run.gradient(loss, delta)          # counts the backward
-            run.track(adv, apsr, linf)                # best-iterate rule
-            if run.report(i, apsr=..., linf=..., loss=..., step_size=...):
+            if run.report(i, apsr=ev.apsr, linf=ev.linf, loss=..., step_size=...):
                 break                                  # the callback asked to stop
         return run.result()
+
+    The result's ``params`` are filled by the registry with the hyper-parameters the attack
+    was called with (:func:`~explorer.attacks.registry.record_hyperparameters`); ``params``
+    here holds only keys a run records beyond them (an ensemble member's ``loss``).
 
     ``task`` lets an inner run (a bisection step, an ensemble member) share the
     constraint set of the runs before it, so the model's class count is checked across
@@ -408,6 +435,7 @@ class AttackRun:
         self.images, labels, masks = check_inputs(model, images, labels, masks, adv_threshold)
         self._labels, self._masks = labels, masks
         self.num_steps = int(num_steps)
+        #: keys this run records beyond the call's hyper-parameters (which the registry adds)
         self.params = dict(params or {})
         self.task: Optional[SegmentationTask] = task
 
@@ -494,10 +522,41 @@ class AttackRun:
         else:
             counter[index.cpu()] += 1
 
+    # -- evaluation ------------------------------------------------------------------
+    def evaluate(self, adv: Tensor, perturbation: Tensor, index: Optional[Tensor] = None, *,
+                 top_k: int = 0, budget: Optional[Tensor] = None) -> Evaluation:
+        """Evaluate the iterate ``adv`` of the images in ``index`` (or all) and track it.
+
+        In this order: the logits ``f(adv)`` (:meth:`forward`, counted and checked); the
+        prediction, their argmax — or with ``top_k`` the first class of
+        :func:`~explorer.attacks.losses.top_logits` ``(logits, top_k)``, kept in the
+        evaluation for attacks whose loss needs the top logits too; pixel success and APSR
+        ([Rony2023], eq. 19); the ℓ∞ norm of ``perturbation`` per image; the best iterate.
+        Without ``budget`` the minimal-norm rule (:meth:`track`); with ``budget``, an (N,)
+        radius, the fixed-budget rule (:meth:`track_highest_apsr`) over the iterates inside
+        that ball — up to 1e-6, since ``||clip(x + δ) - x||`` can exceed ε by a rounding
+        error of ``x`` (float32 ulp ≈ 6e-8 in [0, 1]); an iterate outside never counts.
+        """
+        logits = self.forward(adv, index)
+        task = self.task
+        top = top_logits(logits, top_k) if top_k else None
+        prediction = logits.argmax(1) if top is None else top.indices[:, 0].detach()
+        pixel_adv = task.pixel_success(prediction, index)
+        apsr = task.apsr(pixel_adv, index)
+        linf = perturbation.detach().flatten(1).abs().amax(1)
+        if budget is None:
+            is_adv = self.track(adv, apsr, linf, index)
+        else:
+            inside = linf <= budget + 1e-6
+            is_adv = self.track_highest_apsr(adv, torch.where(inside, apsr, torch.full_like(apsr, -1.0)), linf,
+                                             index)
+        return Evaluation(logits=logits, prediction=prediction, pixel_adv=pixel_adv, apsr=apsr, linf=linf,
+                          is_adv=is_adv, top=top)
+
     # -- best iterate ----------------------------------------------------------------
     def track(self, adv_images: Tensor, apsr: Tensor, linf: Tensor,
               index: Optional[Tensor] = None) -> Tensor:
-        """Update the best iterate (seed 001 best-iterate rule); return the images' success flags.
+        """Update the best iterate ([Rony2023] best-iterate rule); return the images' success flags.
 
         Before an image's first success the iterate with the highest APSR is kept; from
         then on, the successful iterate with the smallest ℓ∞ norm.
@@ -642,7 +701,7 @@ def keep_better(best_adv: Tensor, best_score: Tensor, adv: Tensor, score: Tensor
 def drop_largest(constraints: Tensor, masks: Tensor, counts: Sequence[int]) -> Tensor:
     """Mask ``m~``: the labelled pixels minus exactly ``counts[i]`` largest constraints of image i.
 
-    Adaptive constraint masking, seed 001, eq. 6.  Exact count (ties included) and safe
+    Adaptive constraint masking, [Rony2023], eq. 6.  Exact count (ties included) and safe
     for batches whose images drop different numbers of pixels, including zero.
     """
     k_max = max(counts) if len(counts) else 0

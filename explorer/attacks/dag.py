@@ -1,4 +1,4 @@
-"""DAG: Dense Adversary Generation (Xie et al. 2017), as in seed 001, Algorithm 2."""
+"""DAG: Dense Adversary Generation (Xie et al. 2017), as in [Rony2023], Algorithm 2."""
 from __future__ import annotations
 
 from typing import Any, Callable, Optional
@@ -7,8 +7,8 @@ import torch
 from torch import Tensor, nn
 
 from explorer.attacks.core import AttackResult, AttackRun, per_image_view
+from explorer.attacks.losses import difference_of_logits
 from explorer.attacks.registry import ParamSpec, register_attack
-from explorer.losses import difference_of_logits, top_logits
 
 PARAMS = (
     ParamSpec("num_steps", int, 500, "maximum iterations (the attack stops per image at APSR >= ν)",
@@ -23,14 +23,14 @@ PARAMS = (
     summary="normalised gradient steps on the difference of logits of not-yet-fooled pixels, "
             "stopping at APSR >= ν (does not minimise the norm)",
     reference="Xie et al., Adversarial Examples for Semantic Segmentation and Object Detection, ICCV 2017; "
-              "seed 001, Algorithm 2",
+              "[Rony2023], Algorithm 2",
     params=PARAMS,
     presets={"DAG η = 0.003": {"step_size": 0.003}, "DAG η = 0.001": {"step_size": 0.001}})
 def dag(model: nn.Module, images: Tensor, labels: Tensor, *,
         targeted: bool = False, masks: Optional[Tensor] = None, adv_threshold: float = 0.99,
         num_steps: int = 500, step_size: float = 0.003,
         callback: Optional[Callable[..., Any]] = None, record_maps: bool = False) -> AttackResult:
-    """DAG attack (seed 001, Algorithm 2).
+    """DAG attack ([Rony2023], Algorithm 2).
 
     For ``t = 1 .. N``: the model sees ``x~ = clip(x + delta, 0, 1)``; with
     ``s = +1`` (untargeted) or ``-1`` (targeted) and ``dz = s * dl(z, y)`` the signed
@@ -45,8 +45,7 @@ def dag(model: nn.Module, images: Tensor, labels: Tensor, *,
     Parameters: ``num_steps`` [N] (500), ``step_size`` [η] (0.003; the paper also reports
     0.001, see the presets).  ``callback``/``record_maps``: see :mod:`explorer.attacks.core`.
     """
-    run = AttackRun("dag", model, images, labels, masks, targeted, adv_threshold, num_steps,
-                    callback, record_maps, params=dict(num_steps=num_steps, step_size=step_size))
+    run = AttackRun("dag", model, images, labels, masks, targeted, adv_threshold, num_steps, callback, record_maps)
     images = run.images
     n = len(images)
     sign = -1.0 if targeted else 1.0
@@ -63,18 +62,14 @@ def dag(model: nn.Module, images: Tensor, labels: Tensor, *,
         delta_active = delta[index].requires_grad_(True)
         clean = images[index]
         adv = (clean + delta_active).clamp(0, 1)
-        logits = run.forward(adv, index)
+        # the norm is that of x~ - x (the clipped iterate); the top two logits give the prediction and dl
+        ev = run.evaluate(adv, adv.detach() - clean, index, top_k=2)
+        logits, prediction, pixel_adv, apsr, linf, is_adv = (ev.logits, ev.prediction, ev.pixel_adv, ev.apsr,
+                                                             ev.linf, ev.is_adv)
         task = run.task
 
-        top = top_logits(logits, 2)
-        prediction = top.indices[:, 0].detach()
-        pixel_adv = task.pixel_success(prediction, index)
-        apsr = task.apsr(pixel_adv, index)
-        linf = (adv.detach() - clean).flatten(1).abs().amax(dim=1)
-        is_adv = run.track(adv, apsr, linf, index)
-
         masks_active, labels_active, _ = task.select(index)
-        signed_dl = sign * difference_of_logits(logits, labels_active, top=top)
+        signed_dl = sign * difference_of_logits(logits, labels_active, top=ev.top)
         loss = (signed_dl.clamp(min=0) * masks_active).flatten(1).sum(dim=1)
         going = ~is_adv
         apsr_all[index], linf_all[index], loss_all[index] = apsr.float(), linf.float(), loss.detach().float()

@@ -20,22 +20,38 @@ iterate with the highest APSR inside the final ball (the fixed-budget best-itera
 :meth:`~explorer.attacks.core.AttackRun.track_highest_apsr`: untargeted, the lowest pixel
 accuracy on ``M``) and reports the same :class:`~explorer.attacks.core.IterationRecord` as
 every attack.  The last iterate of each run is evaluated too (one more forward).  The
-objectives are :data:`explorer.losses.OBJECTIVES`, maximised and averaged over ``M``.
+objectives are :data:`explorer.attacks.losses.OBJECTIVES`, maximised and averaged over ``M``.
 
 ``eps`` is in pixel units of images in [0, 1] (8/255 ≈ 0.0314); internally it may be an
 (N,) tensor, one radius per image, which the bisection attacks use.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
-from explorer.attacks.core import (AttackResult, AttackRun, per_image_eps, per_image_view, project_linf,
-                                   random_start)
-from explorer.attacks.registry import ParamSpec, register_attack
-from explorer.losses import OBJECTIVES
+from explorer.attacks.core import (
+    AttackResult,
+    AttackRun,
+    Evaluation,
+    per_image_eps,
+    per_image_view,
+    project_linf,
+    random_start,
+)
+from explorer.attacks.losses import OBJECTIVES
+from explorer.attacks.registry import (
+    EPS,
+    OBJECTIVE,
+    RANDOM_INIT,
+    ParamSpec,
+    register_attack,
+    step_ratio_param,
+    steps_param,
+)
 
 Objective = Callable[..., Tensor]
 #: SEA / TsallisPGD radius stages: (radius factor, fraction of the iterations)
@@ -45,43 +61,28 @@ SINGLE_STAGE: Tuple[Tuple[float, float], ...] = ((1.0, 1.0),)
 
 # --------------------------------------------------------------------------- shared pieces
 
-class Evaluation:
-    """One iterate evaluated: logits, prediction, pixel success, APSR and the objective."""
-
-    __slots__ = ("prediction", "pixel_adv", "apsr", "loss", "linf")
-
-    def __init__(self, prediction, pixel_adv, apsr, loss, linf):
-        self.prediction, self.pixel_adv, self.apsr, self.loss, self.linf = prediction, pixel_adv, apsr, loss, linf
-
-
 def evaluate(run: AttackRun, delta: Tensor, objective: Objective, progress: float,
-             eps_final: Tensor, with_grad: bool = True) -> Tuple[Evaluation, Optional[Tensor]]:
-    """Forward ``x + δ``, track the best iterate inside ``eps_final``; return the evaluation and
-    the gradient of the per-image mean objective over ``M`` (when ``with_grad``)."""
-    images = run.images
+             eps_final: Tensor, with_grad: bool = True) -> Tuple[Evaluation, Tensor, Optional[Tensor]]:
+    """Evaluate ``x + δ`` (:meth:`~explorer.attacks.core.AttackRun.evaluate`, fixed-budget rule
+    inside ``eps_final``) and the per-image mean of ``objective`` over ``M``.
+
+    Returns the evaluation (without its logits, which the loops do not keep), the objective
+    (detached) and its gradient with respect to ``δ`` (when ``with_grad``, else None)."""
     delta = delta.detach().requires_grad_(with_grad)
-    adv = images + delta
     with torch.set_grad_enabled(with_grad):
-        logits = run.forward(adv)
+        ev = run.evaluate(run.images + delta, delta, budget=eps_final)
         task = run.task
-        prediction = logits.argmax(1)
-        pixel_adv = task.pixel_success(prediction)
-        apsr = task.apsr(pixel_adv)
-        per_pixel = objective(logits, task.labels, task.targeted, pixel_adv, progress)
+        per_pixel = objective(ev.logits, task.labels, task.targeted, ev.pixel_adv, progress)
         loss = (per_pixel * task.masks).flatten(1).sum(1) / task.mask_count
-    linf = delta.detach().flatten(1).abs().amax(1)
-    # ||clip(x + δ) - x|| can exceed ε by a rounding error of x (float32 ulp ≈ 6e-8 in [0, 1])
-    inside = linf <= eps_final + 1e-6
-    run.track_highest_apsr(adv.detach(), torch.where(inside, apsr, torch.full_like(apsr, -1.0)), linf)
     grad = None
     if with_grad:
         grad = run.gradient(loss, delta)
-    return Evaluation(prediction.detach(), pixel_adv, apsr.detach(), loss.detach(), linf), grad
+    return replace(ev, logits=None), loss.detach(), grad
 
 
-def report(run: AttackRun, iteration: int, ev: Evaluation, step_size: Tensor, extras=None) -> bool:
-    """Send the record of an evaluated iterate; True when the callback asks to stop."""
-    return run.report(iteration, apsr=ev.apsr, linf=ev.linf, loss=ev.loss, step_size=step_size,
+def report(run: AttackRun, iteration: int, ev: Evaluation, loss: Tensor, step_size: Tensor, extras=None) -> bool:
+    """Send the record of an evaluated iterate (its objective ``loss``); True when the callback asks to stop."""
+    return run.report(iteration, apsr=ev.apsr, linf=ev.linf, loss=loss, step_size=step_size,
                       extras=extras, pixel_states=lambda: run.task.pixel_states(ev.pixel_adv),
                       prediction=lambda: ev.prediction)
 
@@ -100,7 +101,7 @@ def sign_gradient_ascent(run: AttackRun, eps: Tensor, num_steps: int, step_ratio
         delta = random_start(images, eps) if random_init else torch.zeros_like(images)
         velocity = torch.zeros_like(images)
         for t in range(num_steps):
-            ev, grad = evaluate(run, delta, objective, t / num_steps, eps)
+            ev, loss, grad = evaluate(run, delta, objective, t / num_steps, eps)
             if momentum > 0:
                 l1 = per_image_view(grad.flatten(1).abs().sum(1).clamp_min(1e-12), grad)
                 velocity = momentum * velocity + grad / l1
@@ -108,7 +109,7 @@ def sign_gradient_ascent(run: AttackRun, eps: Tensor, num_steps: int, step_ratio
             else:
                 direction = grad.sign()
             delta = project_linf(delta + step * direction, images, eps)
-            stop = report(run, iteration, ev, step.flatten())
+            stop = report(run, iteration, ev, loss, step.flatten())
             iteration += 1
             if stop:
                 return run.result()
@@ -162,16 +163,16 @@ def apgd_ascent(run: AttackRun, eps: Tensor, num_steps: int, objective: Objectiv
         last_loss = None
         since, eta_at_check, best_at_check = 0, eta.clone(), best_loss.clone()
         for k in range(length):
-            ev, grad = evaluate(run, delta, objective, k / length, eps)
+            ev, loss, grad = evaluate(run, delta, objective, k / length, eps)
             if last_loss is not None:
-                increases += (ev.loss > last_loss).float()
-            last_loss = ev.loss
-            better = ev.loss > best_loss
-            best_loss = torch.where(better, ev.loss, best_loss)
+                increases += (loss > last_loss).float()
+            last_loss = loss
+            better = loss > best_loss
+            best_loss = torch.where(better, loss, best_loss)
             best_delta = torch.where(per_image_view(better, delta), delta, best_delta)
             best_grad = grad if best_grad is None else torch.where(per_image_view(better, grad), grad, best_grad)
             since += 1
-            stop = report(run, iteration, ev, eta)
+            stop = report(run, iteration, ev, loss, eta)
             iteration += 1
             if stop:
                 return iteration - iteration_offset
@@ -199,29 +200,15 @@ def apgd_ascent(run: AttackRun, eps: Tensor, num_steps: int, objective: Objectiv
 
 # --------------------------------------------------------------------------- registered attacks
 
-EPS = ParamSpec("eps", float, 8 / 255, "radius of the ℓ∞ ball, pixel units of [0, 1] images (8/255 ≈ 0.031)",
-                low=0.0, high=1.0, symbol="ε")
-RANDOM_INIT = ParamSpec("random_init", bool, True, "start from a uniform draw in the ε-ball")
-
-
-def _steps(default: int) -> ParamSpec:
-    return ParamSpec("num_steps", int, default, "iterations (each one forward and one backward)",
-                     low=1, high=100_000, symbol="T")
-
-
-def _run(name, model, images, labels, masks, targeted, adv_threshold, num_steps, callback, record_maps, params):
-    run = AttackRun(name, model, images, labels, masks, targeted, adv_threshold, num_steps, callback,
-                    record_maps, params=params)
-    eps = per_image_eps(params["eps"], len(run.images), run.images.device)
-    return run, eps
+def _run(name, model, images, labels, masks, targeted, adv_threshold, num_steps, callback, record_maps, eps):
+    """The attack's run and ``eps`` as an (N,) tensor on the images' device."""
+    run = AttackRun(name, model, images, labels, masks, targeted, adv_threshold, num_steps, callback, record_maps)
+    return run, per_image_eps(eps, len(run.images), run.images.device)
 
 
 PGD_PARAMS = (
-    EPS, _steps(40),
-    ParamSpec("step_ratio", float, 2.5 / 40, "step size α as a fraction of ε (Madry et al.: 2.5/T)",
-              low=1e-4, high=2.0, log=True, symbol="α/ε"),
-    ParamSpec("loss", str, "ce", "objective maximised (explorer.losses.OBJECTIVES)", choices=tuple(OBJECTIVES)),
-    RANDOM_INIT,
+    EPS, steps_param(40), step_ratio_param(2.5 / 40, "step size α as a fraction of ε (Madry et al.: 2.5/T)"),
+    OBJECTIVE, RANDOM_INIT,
     ParamSpec("restarts", int, 1, "independent runs; each image keeps its best", low=1, high=100),
     ParamSpec("momentum", float, 0.0, "MI-FGSM momentum μ on ℓ1-normalised gradients (0: plain PGD)",
               low=0.0, high=10.0, symbol="μ"),
@@ -246,32 +233,29 @@ def pgd(model: nn.Module, images: Tensor, labels: Tensor, *, targeted: bool = Fa
     the per-pixel ``loss`` over ``M``; I-FGSM is ``random_init=False``; MI-FGSM adds
     ``momentum`` (Dong et al. 2018).  Returns the highest-APSR iterate (module docstring)."""
     run, eps_t = _run("pgd", model, images, labels, masks, targeted, adv_threshold, restarts * num_steps,
-                      callback, record_maps, dict(eps=eps, num_steps=num_steps, step_ratio=step_ratio, loss=loss,
-                                                  random_init=random_init, restarts=restarts, momentum=momentum))
+                      callback, record_maps, eps)
     return sign_gradient_ascent(run, eps_t, num_steps, step_ratio, OBJECTIVES[loss], random_init, restarts,
                                 momentum)
 
 
-SEGPGD_PARAMS = (EPS, _steps(20), ParamSpec("step_ratio", float, 0.25, "step size α as a fraction of ε",
-                                            low=1e-4, high=2.0, log=True, symbol="α/ε"), RANDOM_INIT)
+SEGPGD_PARAMS = (EPS, steps_param(20), step_ratio_param(0.25), RANDOM_INIT)
 
 
 @register_attack(
     "segpgd", title="SegPGD", kind="fixed-budget",
     summary="PGD on CE re-weighted between correct and wrong pixels, λ_t = t/(2T)",
     reference="Gu et al., SegPGD: An Effective and Efficient Adversarial Attack for Evaluating and "
-              "Boosting Segmentation Robustness, ECCV 2022 (seed 002)",
+              "Boosting Segmentation Robustness, ECCV 2022 [Gu2022]",
     params=SEGPGD_PARAMS)
 def segpgd(model: nn.Module, images: Tensor, labels: Tensor, *, targeted: bool = False,
            masks: Optional[Tensor] = None, adv_threshold: float = 0.99, eps: float = 8 / 255,
            num_steps: int = 20, step_ratio: float = 0.25, random_init: bool = True,
            callback: Optional[Callable[..., Any]] = None, record_maps: bool = False) -> AttackResult:
-    """SegPGD (seed 002, eq. 5): ``L_t = ((1-λ_t) Σ_correct CE + λ_t Σ_wrong CE) / |M|``,
+    """SegPGD ([Gu2022], eq. 5): ``L_t = ((1-λ_t) Σ_correct CE + λ_t Σ_wrong CE) / |M|``,
     ``λ_t = t / (2T)``, correct/wrong recomputed (detached) at every step.  Targeted: see
-    :func:`explorer.losses.segpgd_weights`."""
+    :func:`explorer.attacks.losses.segpgd_weights`."""
     run, eps_t = _run("segpgd", model, images, labels, masks, targeted, adv_threshold, num_steps, callback,
-                      record_maps, dict(eps=eps, num_steps=num_steps, step_ratio=step_ratio,
-                                        random_init=random_init))
+                      record_maps, eps)
     return sign_gradient_ascent(run, eps_t, num_steps, step_ratio, OBJECTIVES["segpgd"], random_init)
 
 
@@ -288,15 +272,12 @@ def cospgd(model: nn.Module, images: Tensor, labels: Tensor, *, targeted: bool =
     """CosPGD: ``L = Σ_M cos(softmax(z), onehot(y)) CE / |M|`` (weight detached); targeted
     weight ``1 - cos`` on ``-CE(z, t)``."""
     run, eps_t = _run("cospgd", model, images, labels, masks, targeted, adv_threshold, num_steps, callback,
-                      record_maps, dict(eps=eps, num_steps=num_steps, step_ratio=step_ratio,
-                                        random_init=random_init))
+                      record_maps, eps)
     return sign_gradient_ascent(run, eps_t, num_steps, step_ratio, OBJECTIVES["cospgd"], random_init)
 
 
 APGD_PARAMS = (
-    EPS, _steps(100),
-    ParamSpec("loss", str, "ce", "objective maximised (explorer.losses.OBJECTIVES)", choices=tuple(OBJECTIVES)),
-    RANDOM_INIT,
+    EPS, steps_param(100), OBJECTIVE, RANDOM_INIT,
     ParamSpec("radius_reduction", bool, False, "SEA's stages: radius 2ε, 1.5ε, ε over 30/30/40 % of the steps"),
 )
 
@@ -313,8 +294,7 @@ def apgd(model: nn.Module, images: Tensor, labels: Tensor, *, targeted: bool = F
          callback: Optional[Callable[..., Any]] = None, record_maps: bool = False) -> AttackResult:
     """APGD (module docstring) on ``loss``; ``radius_reduction`` adds SEA's radius stages."""
     run, eps_t = _run("apgd", model, images, labels, masks, targeted, adv_threshold, num_steps, callback,
-                      record_maps, dict(eps=eps, num_steps=num_steps, loss=loss, random_init=random_init,
-                                        radius_reduction=radius_reduction))
+                      record_maps, eps)
     apgd_ascent(run, eps_t, num_steps, OBJECTIVES[loss], random_init,
                 RADIUS_STAGES if radius_reduction else SINGLE_STAGE)
     return run.result()
@@ -323,15 +303,15 @@ def apgd(model: nn.Module, images: Tensor, labels: Tensor, *, targeted: bool = F
 @register_attack(
     "tsallis_pgd", title="TsallisPGD", kind="fixed-budget",
     summary="APGD with radius reduction on the Tsallis loss, q from -2 to 1 in every stage",
-    reference="seed 003 (Tsallis-entropy losses for segmentation attacks)",
-    params=(EPS, _steps(300), RANDOM_INIT))
+    reference="[TsallisPGD2026] (Tsallis-entropy losses for segmentation attacks)",
+    params=(EPS, steps_param(300), RANDOM_INIT))
 def tsallis_pgd(model: nn.Module, images: Tensor, labels: Tensor, *, targeted: bool = False,
                 masks: Optional[Tensor] = None, adv_threshold: float = 0.99, eps: float = 8 / 255,
                 num_steps: int = 300, random_init: bool = True,
                 callback: Optional[Callable[..., Any]] = None, record_maps: bool = False) -> AttackResult:
-    """TsallisPGD (seed 003): :func:`explorer.losses.tsallis_objective` with q linear from −2 to 1,
+    """TsallisPGD [TsallisPGD2026]: :func:`explorer.attacks.losses.tsallis_objective` with q linear from −2 to 1,
     restarted in each radius stage (2ε, 1.5ε, ε over 30/30/40 %) of SEA's APGD optimiser."""
     run, eps_t = _run("tsallis_pgd", model, images, labels, masks, targeted, adv_threshold, num_steps,
-                      callback, record_maps, dict(eps=eps, num_steps=num_steps, random_init=random_init))
+                      callback, record_maps, eps)
     apgd_ascent(run, eps_t, num_steps, OBJECTIVES["tsallis"], random_init, RADIUS_STAGES)
     return run.result()

@@ -1,8 +1,8 @@
-"""FMN ℓ∞ adapted to segmentation (Pintor et al. 2021; seed 001 §5.5).
+"""FMN ℓ∞ adapted to segmentation (Pintor et al. 2021; [Rony2023] §5.5).
 
 Fast Minimum-Norm alternates a gradient step on the loss with a projection onto an ℓ∞
 ball whose radius ε adapts: it shrinks when the current iterate is adversarial and grows
-when it is not.  The segmentation adaptation (seed 001) takes as loss the mean over ``M``
+when it is not.  The segmentation adaptation [Rony2023] takes as loss the mean over ``M``
 of the difference of logits and tests APSR >= ν as the "adversarial" decision.
 
 Per iteration ``k = 0 .. N-1`` (one forward, one backward), with ``γ_k`` cosine-annealed
@@ -26,8 +26,8 @@ import torch
 from torch import Tensor, nn
 
 from explorer.attacks.core import AttackResult, AttackRun, per_image_view, project_linf
+from explorer.attacks.losses import difference_of_logits
 from explorer.attacks.registry import ParamSpec, register_attack
-from explorer.losses import difference_of_logits
 
 
 def cosine_anneal(start: float, end: float, k: int, n: int) -> float:
@@ -39,7 +39,7 @@ def cosine_anneal(start: float, end: float, k: int, n: int) -> float:
     "fmn", title="FMN ℓ∞", kind="minimal-norm",
     summary="fast minimum-norm: gradient steps projected on an ℓ∞ ball that shrinks when adversarial",
     reference="Pintor et al., Fast Minimum-norm Adversarial Attacks through Adaptive Norm Constraints, "
-              "NeurIPS 2021; segmentation adaptation: seed 001 §5.5",
+              "NeurIPS 2021; segmentation adaptation: [Rony2023] §5.5",
     params=(ParamSpec("num_steps", int, 500, "iterations", low=1, high=100_000, symbol="N"),
             ParamSpec("alpha_init", float, 10.0, "initial step size (on ℓ2-normalised gradients)",
                       low=1e-6, high=1e3, log=True, symbol="α₀"),
@@ -50,9 +50,7 @@ def fmn(model: nn.Module, images: Tensor, labels: Tensor, *, targeted: bool = Fa
         alpha_init: float = 10.0, gamma_init: float = 0.05, gamma_final: float = 0.001,
         callback: Optional[Callable[..., Any]] = None, record_maps: bool = False) -> AttackResult:
     """FMN ℓ∞ for segmentation (module docstring)."""
-    run = AttackRun("fmn", model, images, labels, masks, targeted, adv_threshold, num_steps, callback, record_maps,
-                    params=dict(num_steps=num_steps, alpha_init=alpha_init, gamma_init=gamma_init,
-                                gamma_final=gamma_final))
+    run = AttackRun("fmn", model, images, labels, masks, targeted, adv_threshold, num_steps, callback, record_maps)
     images = run.images
     n = len(images)
     sign = -1.0 if targeted else 1.0
@@ -62,13 +60,10 @@ def fmn(model: nn.Module, images: Tensor, labels: Tensor, *, targeted: bool = Fa
         gamma = cosine_anneal(gamma_init, gamma_final, k, num_steps)
         alpha = cosine_anneal(alpha_init, alpha_init / 100, k, num_steps)
         delta.requires_grad_(True)
-        logits = run.forward(images + delta)
+        ev = run.evaluate(images + delta, delta)
+        logits, prediction, pixel_adv, apsr, norm, is_adv = (ev.logits, ev.prediction, ev.pixel_adv, ev.apsr,
+                                                             ev.linf, ev.is_adv)
         task = run.task
-        prediction = logits.argmax(1)
-        pixel_adv = task.pixel_success(prediction)
-        apsr = task.apsr(pixel_adv)
-        norm = delta.detach().flatten(1).abs().amax(1)
-        is_adv = run.track(images + delta.detach(), apsr, norm)
         loss = (sign * difference_of_logits(logits, task.labels) * task.masks).flatten(1).sum(1) / task.mask_count
         grad = run.gradient(loss, delta)
         with torch.no_grad():

@@ -1,4 +1,4 @@
-"""PDPGD ℓ∞ adapted to segmentation (Matyasko & Chau 2021; seed 001 App. F, eqs. 26–28).
+"""PDPGD ℓ∞ adapted to segmentation (Matyasko & Chau 2021; [Rony2023] App. F, eqs. 26–28).
 
 Primal–dual proximal gradient on the Lagrangian (eq. 26)::
 
@@ -20,7 +20,7 @@ Per iteration (one forward, one backward):
    weight, since Adam's step does not see the scale of the smooth part.  The reference
    code approximates this prox by five fixed-point sub-iterations; here it is solved
    exactly (to 1e-6 on the bound) in the metric ``H``, by ``prox_solver``
-   (:data:`explorer.prox.PROX_SOLVERS`);
+   (:data:`explorer.attacks.prox.PROX_SOLVERS`);
 4. dual: ascent in the log domain on the constraints' signs,
    ``λ ← clip(λ + θ_k sign(s·dl), ±log 10¹²)``, ``θ_k`` = ``dual_lr`` decayed linearly to 10 %.
 
@@ -36,18 +36,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from explorer.attacks.alma_prox import PROX_SOLVER_PARAM
 from explorer.attacks.core import AttackResult, AttackRun, per_image_view
-from explorer.attacks.registry import ParamSpec, register_attack
-from explorer.losses import difference_of_logits
-from explorer.prox import PROX_SOLVERS
+from explorer.attacks.losses import difference_of_logits
+from explorer.attacks.prox import PROX_SOLVERS
+from explorer.attacks.registry import PROX_SOLVER_PARAM, ParamSpec, register_attack
 
 
 @register_attack(
     "pdpgd", title="PDPGD ℓ∞", kind="minimal-norm",
     summary="primal-dual proximal gradient with one dual variable per pixel",
     reference="Matyasko & Chau, PDPGD: Primal-Dual Proximal Gradient Descent Adversarial Attack, 2021; "
-              "segmentation adaptation: seed 001 App. F",
+              "segmentation adaptation: [Rony2023] App. F",
     params=(ParamSpec("num_steps", int, 500, "iterations", low=1, high=100_000, symbol="N"),
             ParamSpec("primal_lr", float, 0.01, "Adam step of δ (decays exponentially to 1 %)",
                       low=1e-6, high=1.0, log=True),
@@ -63,9 +62,7 @@ def pdpgd(model: nn.Module, images: Tensor, labels: Tensor, *, targeted: bool = 
           prox_solver: str = "ternary",
           callback: Optional[Callable[..., Any]] = None, record_maps: bool = False) -> AttackResult:
     """PDPGD ℓ∞ for segmentation (module docstring)."""
-    run = AttackRun("pdpgd", model, images, labels, masks, targeted, adv_threshold, num_steps, callback,
-                    record_maps, params=dict(num_steps=num_steps, primal_lr=primal_lr, dual_lr=dual_lr,
-                                             dual_ratio=dual_ratio, dual_ema=dual_ema, prox_solver=prox_solver))
+    run = AttackRun("pdpgd", model, images, labels, masks, targeted, adv_threshold, num_steps, callback, record_maps)
     images = run.images
     n = len(images)
     sign = -1.0 if targeted else 1.0
@@ -80,7 +77,9 @@ def pdpgd(model: nn.Module, images: Tensor, labels: Tensor, *, targeted: bool = 
     for k in range(num_steps):
         step = primal_lr * 0.01 ** (k / num_steps)
         dual_step = dual_lr * (0.1 + 0.9 * (num_steps - 1 - k) / max(num_steps - 1, 1))
-        logits = run.forward(images + delta)
+        # 1. evaluate and track the best iterate
+        ev = run.evaluate(images + delta, delta)
+        logits, prediction, pixel_adv, apsr, norm = ev.logits, ev.prediction, ev.pixel_adv, ev.apsr, ev.linf
         task = run.task
         m = task.masks
         if dual is None:  # eq. 28
@@ -88,11 +87,6 @@ def pdpgd(model: nn.Module, images: Tensor, labels: Tensor, *, targeted: bool = 
             weights_ema = constraint_weights(dual, m)
         else:
             weights_ema = torch.lerp(weights_ema, constraint_weights(dual, m), 1 - dual_ema)
-        prediction = logits.argmax(1)
-        pixel_adv = task.pixel_success(prediction)
-        apsr = task.apsr(pixel_adv)
-        norm = delta.detach().flatten(1).abs().amax(1)
-        run.track(images + delta.detach(), apsr, norm)
 
         margin = sign * difference_of_logits(logits, task.labels)  # > 0 where the pixel is not fooled
         smooth = (F.softplus(margin) * weights_ema.to(margin.dtype)).flatten(1).sum(1)

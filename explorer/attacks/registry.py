@@ -10,6 +10,12 @@ decorator, which also
   :class:`~explorer.errors.InputError` for an unknown name, a value out of range or of the
   wrong kind (``True`` for a number, ``"no"`` for ``targeted``, a callback that cannot
   be called).
+* records the hyper-parameters each call ran with (defaults included) in the result's
+  ``params`` (:func:`record_hyperparameters`).
+
+Hyper-parameters shared by several attacks (:data:`EPS`, :data:`RANDOM_INIT`,
+:data:`OBJECTIVE`, :data:`PROX_SOLVER_PARAM`, :data:`SEARCH_STEPS`, :data:`EPS_MAX`,
+:func:`steps_param`, :func:`step_ratio_param`) are defined here, once.
 
 Values from an untrusted source (a run file, a web form) go through
 :meth:`AttackSpec.validate_hyperparameters`, which accepts the schema's hyper-parameters
@@ -30,6 +36,8 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from explorer.attacks.losses import OBJECTIVES
+from explorer.attacks.prox import PROX_SOLVERS
 from explorer.errors import InputError
 
 #: Keyword arguments every attack accepts that are not hyper-parameters.
@@ -165,6 +173,43 @@ class ParamSpec:
 ADV_THRESHOLD = ParamSpec("adv_threshold", float, 0.99, "APSR needed to call an image fooled",
                           low=1e-6, high=1.0, symbol="ν")
 
+# ----------------------------------------------------------------------------------------
+# Hyper-parameters shared by several attacks, written once
+# ----------------------------------------------------------------------------------------
+
+#: Radius of the ℓ∞ ball of the fixed-budget attacks (PGD, SegPGD, CosPGD, APGD, TsallisPGD, SEA).
+EPS = ParamSpec("eps", float, 8 / 255, "radius of the ℓ∞ ball, pixel units of [0, 1] images (8/255 ≈ 0.031)",
+                low=0.0, high=1.0, symbol="ε")
+#: Whether a fixed-budget attack starts from a uniform draw in the ε-ball.
+RANDOM_INIT = ParamSpec("random_init", bool, True, "start from a uniform draw in the ε-ball")
+#: The objective a PGD-like attack maximises, one of :data:`explorer.attacks.losses.OBJECTIVES`.
+OBJECTIVE = ParamSpec("loss", str, "ce", "objective maximised (explorer.attacks.losses.OBJECTIVES)",
+                      choices=tuple(OBJECTIVES))
+#: How the proximity operator is solved (ALMA prox and PDPGD).  Both solvers give the same
+#: operator to within ``prox_tolerance``; the histogram bracketing takes a third of the time.
+#: The default stays [Rony2023]'s ternary search, with which every recorded benchmark number
+#: was made: on borderline images the attack's trajectory is chaotic, so even a 1e-7 change
+#: in the prox can move an image across the APSR threshold (docs/benchmarks.md).
+PROX_SOLVER_PARAM = ParamSpec(
+    "prox_solver", str, "ternary", "how the prox is solved: [Rony2023]'s ternary search ('ternary', "
+    "Algorithm 1) or bracketing f' by histograms ('histogram', 3x faster)", choices=tuple(PROX_SOLVERS))
+#: Bisection steps on ε of the minimal-norm bisection attacks ([Rony2023] §5.5).
+SEARCH_STEPS = ParamSpec("search_steps", int, 13, "bisection steps on ε", low=1, high=40)
+#: Upper end of the bisection attacks' search interval.
+EPS_MAX = ParamSpec("eps_max", float, 1.0, "upper end of the search interval (pixel units)",
+                    low=1e-6, high=1.0, log=True, symbol="ε_max")
+
+
+def steps_param(default: int) -> ParamSpec:
+    """The ``num_steps`` spec of the fixed-budget attacks (T iterations), with default ``default``."""
+    return ParamSpec("num_steps", int, default, "iterations (each one forward and one backward)",
+                     low=1, high=100_000, symbol="T")
+
+
+def step_ratio_param(default: float, help: str = "step size α as a fraction of ε") -> ParamSpec:
+    """The ``step_ratio`` spec of the sign-gradient attacks: the step α as a fraction of ε."""
+    return ParamSpec("step_ratio", float, default, help, low=1e-4, high=2.0, log=True, symbol="α/ε")
+
 
 def validate_common(name: str, value: Any, attack: str = "") -> Any:
     """Check one of :data:`COMMON_KEYWORDS`; return it converted, or raise :class:`InputError`.
@@ -291,13 +336,33 @@ def get_attack(name: str) -> AttackSpec:
     return spec
 
 
+def record_hyperparameters(result, hyperparameters: Mapping[str, Any]):
+    """Put the call's ``hyperparameters`` in ``result.params`` (and its members'); return ``result``.
+
+    ``hyperparameters`` are the values the attack ran with, by name in schema order (its
+    defaults applied).  Keys a run recorded itself (an ensemble member's ``loss``) come
+    after them and take precedence.  Called by :func:`register_attack`'s wrapper on the
+    :class:`~explorer.attacks.core.AttackResult` the attack returned, so an attack never
+    writes its hyper-parameters out a second time; no state is shared between calls, so
+    attacks may run concurrently in threads.
+    """
+    result.params = {**hyperparameters, **result.params}
+    for member in (result.members or {}).values():
+        member.params = {**hyperparameters, **member.params}
+    return result
+
+
 def register_attack(name: str, *, title: str, kind: str, summary: str, reference: str,
                     params: Sequence[ParamSpec], presets: Optional[Dict[str, Dict[str, Any]]] = None,
                     targeted_support: bool = True):
     """Decorator adding an attack function to :data:`ATTACKS` with its schema.
 
     The decorated function validates its keyword arguments against the schema before
-    running.  A schema whose defaults differ from the function's raises at import.
+    running, binds them to the function's signature (defaults applied) and records the
+    schema's hyper-parameters of the call in the result's ``params``
+    (:func:`record_hyperparameters`): an attack writes each hyper-parameter in its schema,
+    its signature and where it uses it, never in a hand-made ``params`` dict.  A schema
+    whose defaults differ from the function's raises at import.
     """
     if kind not in ("minimal-norm", "fixed-budget"):
         raise ValueError(f"kind must be 'minimal-norm' or 'fixed-budget', got {kind!r}")
@@ -322,7 +387,11 @@ def register_attack(name: str, *, title: str, kind: str, summary: str, reference
 
         @functools.wraps(function)
         def validated(model, images, labels, **kwargs):
-            return function(model, images, labels, **spec.validate(kwargs))
+            kwargs = spec.validate(kwargs)
+            call = signature.bind(model, images, labels, **kwargs)
+            call.apply_defaults()
+            result = function(model, images, labels, **kwargs)
+            return record_hyperparameters(result, {p.name: call.arguments[p.name] for p in spec.params})
 
         validated.spec = spec
         spec.function = validated

@@ -1,13 +1,13 @@
-"""SEA: the segmentation ensemble attack (seed 004).
+"""SEA: the segmentation ensemble attack [Croce2024].
 
 Four APGD runs with progressive radius reduction (2ε, 1.5ε, ε over 30/30/40 % of 300
 iterations each, :func:`explorer.attacks.fixed_budget.apgd_ascent`), one per loss: masked
 CE, balanced CE (the SegPGD weighting), the Jensen–Shannon divergence in closed form and
-the masked spherical loss (:data:`explorer.losses.OBJECTIVES`).  Per image the ensemble
+the masked spherical loss (:data:`explorer.attacks.losses.OBJECTIVES`).  Per image the ensemble
 returns the member result with the highest APSR — untargeted, the lowest pixel accuracy on
 ``M`` — so its accuracy is at most every member's.  The members' results are kept in
 ``result.members``; :func:`explorer.metrics.greedy_worst_case_miou` picks, image by image,
-the member that lowers a dataset's mIoU most (seed 004's worst-case mIoU).
+the member that lowers a dataset's mIoU most ([Croce2024]'s worst-case mIoU).
 """
 from __future__ import annotations
 
@@ -17,11 +17,10 @@ from typing import Any, Callable, Dict, List, Optional
 import torch
 from torch import Tensor, nn
 
-from explorer.attacks.core import (AttackResult, AttackRun, IterationRecord, keep_better, linf_distance,
-                                   per_image_eps)
-from explorer.attacks.fixed_budget import EPS, RADIUS_STAGES, RANDOM_INIT, apgd_ascent, _steps
-from explorer.attacks.registry import register_attack
-from explorer.losses import OBJECTIVES
+from explorer.attacks.core import AttackResult, AttackRun, IterationRecord, keep_better, linf_distance, per_image_eps
+from explorer.attacks.fixed_budget import RADIUS_STAGES, apgd_ascent
+from explorer.attacks.losses import OBJECTIVES
+from explorer.attacks.registry import EPS, RANDOM_INIT, register_attack, steps_param
 
 #: SEA's members, in the order they run
 SEA_LOSSES = ("masked_ce", "segpgd", "js", "spherical")
@@ -31,8 +30,8 @@ SEA_LOSSES = ("masked_ce", "segpgd", "js", "spherical")
     "sea", title="SEA", kind="fixed-budget",
     summary="ensemble of APGD with radius reduction on masked CE, balanced CE, JS and masked spherical losses",
     reference="Croce, Singh & Hein, Towards Reliable Evaluation and Fast Training of Robust Semantic "
-              "Segmentation Models, ECCV 2024 (seed 004)",
-    params=(EPS, _steps(300), RANDOM_INIT))
+              "Segmentation Models, ECCV 2024 [Croce2024]",
+    params=(EPS, steps_param(300), RANDOM_INIT))
 def sea(model: nn.Module, images: Tensor, labels: Tensor, *, targeted: bool = False,
         masks: Optional[Tensor] = None, adv_threshold: float = 0.99, eps: float = 8 / 255,
         num_steps: int = 300, random_init: bool = True,
@@ -45,8 +44,8 @@ def sea(model: nn.Module, images: Tensor, labels: Tensor, *, targeted: bool = Fa
     ``extras["member"]`` — the same with or without ``record_maps``.  Each record is
     built anew from the member's (never by modifying it), so the members' own traces,
     in ``result.members``, keep their own names (``"sea/<loss>"``) and iteration numbers.
+    A member's ``params`` are the ensemble's hyper-parameters and its ``loss``.
     """
-    params = dict(eps=eps, num_steps=num_steps, random_init=random_init)
     members: Dict[str, AttackResult] = {}
     trace: Optional[List[IterationRecord]] = [] if callback is not None else None
     total_steps = len(SEA_LOSSES) * num_steps
@@ -65,8 +64,7 @@ def sea(model: nn.Module, images: Tensor, labels: Tensor, *, targeted: bool = Fa
         if run is not None:  # the first member's checked inputs and constraint set (one input check)
             images, labels, masks = run.images, run._labels, run._masks
         run = AttackRun(f"sea/{loss}", model, images, labels, masks, targeted, adv_threshold, num_steps,
-                        relay if callback is not None else None, record_maps, params=dict(params, loss=loss),
-                        task=task)
+                        relay if callback is not None else None, record_maps, params=dict(loss=loss), task=task)
         eps_t = per_image_eps(eps, len(run.images), run.images.device)
         offset += apgd_ascent(run, eps_t, num_steps, OBJECTIVES[loss], random_init, RADIUS_STAGES)
         members[loss] = run.result()
@@ -83,4 +81,4 @@ def sea(model: nn.Module, images: Tensor, labels: Tensor, *, targeted: bool = Fa
         success=best_apsr >= run.adv_threshold, num_forwards=sum(r.num_forwards for r in results),
         num_backwards=sum(r.num_backwards for r in results), iterations=offset, stopped=results[-1].stopped,
         elapsed_s=sum(r.elapsed_s for r in results), targeted=run.targeted,
-        adv_threshold=run.adv_threshold, params=params, trace=trace, members=members)
+        adv_threshold=run.adv_threshold, trace=trace, members=members)

@@ -11,21 +11,18 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Any, Callable, List, Sequence
 
 import torch
 
+from explorer.data.sources import warn  # noqa: F401  (the benchmark's one warning line)
 from explorer.errors import InputError
+from explorer.models.registry import get_model_entry
+from explorer.validation import SEED_HIGH, SEED_LOW, whole_number
 
-#: ``torch.manual_seed`` takes a 64-bit number; a batch adds a 32-bit offset to the seed
-SEED_RANGE = (-(2 ** 63), 2 ** 63 - 1)
-
-
-def warn(message: str) -> None:
-    """One warning line on stderr (the benchmark's output stays on stdout)."""
-    print(f"explorer-bench: warning: {message}", file=sys.stderr, flush=True)
+#: a batch adds up to a 32-bit offset to the base seed, which must stay a valid run seed
+MAX_BASE_SEED = SEED_HIGH - 2 ** 32
 
 
 def argument(check: Callable[..., Any]) -> Callable[[str], Any]:
@@ -68,10 +65,9 @@ def positive_int(value: Any, what: str = "the value") -> int:
 
 
 def seed(value: Any, what: str = "--seed") -> int:
-    number = _integer(value, what)
-    if not SEED_RANGE[0] <= number <= SEED_RANGE[1]:
-        raise InputError(f"{what} must be a whole number between -2**63 and 2**63 - 1; got {number}")
-    return number
+    """A benchmark's base seed: a run seed (:func:`explorer.validation.check_seed`) that stays
+    one after a batch's offset is added."""
+    return whole_number(value, what, SEED_LOW, MAX_BASE_SEED)
 
 
 def _real(value: Any, what: str) -> float:
@@ -223,7 +219,6 @@ def input_file(value: Any, what: str = "the results file") -> Path:
 
 def model_names(names: Sequence[str], what: str = "--models") -> List[str]:
     """Registered model names (InputError listing the available ones), without repeats."""
-    from explorer.models.registry import get_model_entry
 
     for name in names:
         get_model_entry(name)

@@ -5,7 +5,7 @@
     torchrun --standalone --nproc_per_node=2 -m explorer.bench run ...     # same records, two processes
     explorer-bench reference --model street-fpn-mobilenet --limit 4        # ours vs adv-lib
     explorer-bench penalty --model street-fpn-mobilenet --limit 4          # true vs reference penalty derivative
-    explorer-bench prox                                                    # prox solvers (seed 001 Fig. 2)
+    explorer-bench prox                                                    # prox solvers ([Rony2023] Fig. 2)
     explorer-bench speed                                                   # ALMA prox time / forward+backward time
 """
 from __future__ import annotations
@@ -19,17 +19,25 @@ from typing import Optional, Sequence
 
 import torch
 
+from explorer.attacks import get_attack
 from explorer.bench import checks
 from explorer.bench.checks import argument
-from explorer.bench.report import markdown_table
+from explorer.bench.compare import compare_penalty_gradients, compare_with_reference, import_adv_lib
+from explorer.bench.prox_solvers import compare_solvers
+from explorer.bench.report import describe_skipped, markdown_table, usable_records, write_report
+from explorer.bench.run import check_run_arguments, parse_rows, run_benchmark
+from explorer.bench.speed import main as speed_main
+from explorer.bench.store import one_warning_per_file, read_records
+from explorer.data.sources import attack_labels, check_spec, check_targeted, open_source
 from explorer.errors import InputError
+from explorer.models import load_model
+from explorer.models.registry import get_model_entry
 
 POSITIVE = argument(checks.positive_int)
 
 
 def _model_name(text: str, what: str = "") -> str:
     """A registered model's name (InputError listing the available ones)."""
-    from explorer.models.registry import get_model_entry
 
     get_model_entry(text)
     return text
@@ -46,12 +54,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 def _load_inputs(args):
     """The model (frozen) and the chosen images with their ground truth, on the model's device."""
-    from explorer.bench.sources import check_targeted, open_source
-    from explorer.models import load_model
 
     model = load_model(args.model, device=args.device)
-    for p in model.parameters():
-        p.requires_grad_(False)
     if "targeted" in args.modes:
         check_targeted(model)
     source = open_source(args.images, model, args.limit)
@@ -95,7 +99,6 @@ RATIO_COLUMNS = (("attack", "attack", ""), ("median ours / ref", "median_ratio",
 
 
 def _side_by_side(args, compare) -> None:
-    from explorer.bench.sources import attack_labels
 
     text, payload = [], {}
     model, images, ground_truth = _load_inputs(args)
@@ -117,7 +120,6 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     with argparse's usage line (status 2), a bad combination or an unusable file with one
     ``explorer-bench: ...`` line (status 1).  Any other exception is a bug and keeps its
     traceback."""
-    from explorer.bench.store import one_warning_per_file
 
     try:
         with one_warning_per_file():
@@ -182,7 +184,6 @@ def _main(argv: Optional[Sequence[str]] = None) -> None:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["speed"]:
-        from explorer.bench.speed import main as speed_main
 
         return speed_main(argv[1:])
     args = parser.parse_args(argv)
@@ -191,11 +192,8 @@ def _main(argv: Optional[Sequence[str]] = None) -> None:
         torch.set_num_threads(args.threads)
 
     if args.command == "run":
-        from explorer.bench.run import run_benchmark
 
-        counts = run_benchmark(args.models, rows, args.out, images=args.images, modes=args.modes,
-                               eps_255=args.eps, limit=args.limit, batch_size=args.batch_size, seed=args.seed,
-                               device=args.device, progress=not args.no_progress)
+        counts = run_benchmark(args.models, rows, args.out, **_run_options(args), progress=not args.no_progress)
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"{counts['run']} batches run, {counts['skipped']} already done; results in {args.out}")
             if args.report:
@@ -203,15 +201,12 @@ def _main(argv: Optional[Sequence[str]] = None) -> None:
     elif args.command == "report":
         _write_report(args.results, _report_dir(args))
     elif args.command == "reference":
-        from explorer.bench.compare import compare_with_reference
 
         _side_by_side(args, compare_with_reference)
     elif args.command == "penalty":
-        from explorer.bench.compare import compare_penalty_gradients
 
         _side_by_side(args, compare_penalty_gradients)
     elif args.command == "prox":
-        from explorer.bench.prox_solvers import compare_solvers
 
         rows = compare_solvers(args.count, args.dim, args.iterations, device=args.device)
         columns = (("solver", "solver", ""), ("iterations", "iterations", "d"),
@@ -226,23 +221,25 @@ def _report_dir(args) -> Path:
     return args.out_dir or args.results.with_name(args.results.stem + "_report")
 
 
+def _run_options(args) -> dict:
+    """The options of ``run`` as :func:`explorer.bench.run.run_benchmark` takes them."""
+    return dict(images=args.images, modes=args.modes, eps_255=args.eps, limit=args.limit,
+                batch_size=args.batch_size, seed=args.seed, device=args.device)
+
+
 def _check(args):
     """Cross-argument and file checks of a parsed command line; returns the attack rows of ``run``."""
     rows = None
     if args.command == "run":
-        from explorer.bench.run import check_run_arguments, parse_rows
 
         rows = parse_rows(args.attacks, args.budget_fraction)
-        check_run_arguments(args.models, rows, args.out, images=args.images, modes=args.modes, eps_255=args.eps,
-                            limit=args.limit, batch_size=args.batch_size, seed=args.seed, device=args.device)
+        check_run_arguments(args.models, rows, args.out, **_run_options(args))
         if args.report is not None:
             checks.output_folder(args.report, "--report")
     elif args.command == "report":
         checks.input_file(args.results, "the results file")
         checks.output_folder(_report_dir(args), "--out-dir")
     elif args.command in ("reference", "penalty"):
-        from explorer.attacks import get_attack
-        from explorer.bench.sources import check_spec
 
         check_spec(args.images, "--images")
         checks.distinct(args.modes, "--modes")
@@ -250,7 +247,6 @@ def _check(args):
         for name in attacks:  # the attacks' own bound on iterations
             get_attack(name).validate({"num_steps": args.steps})
         if args.command == "reference":
-            from explorer.bench.compare import import_adv_lib
 
             import_adv_lib()
         _check_saved_paths(args.out)
@@ -260,8 +256,6 @@ def _check(args):
 
 
 def _write_report(results: Path, out_dir: Path) -> None:
-    from explorer.bench.report import describe_skipped, usable_records, write_report
-    from explorer.bench.store import read_records
 
     records, skipped = usable_records(read_records(results))
     if skipped:

@@ -20,6 +20,7 @@ from typing import Callable, Dict, List, Mapping, Tuple
 import torch
 from torch import Tensor
 
+from explorer.attacks import ATTACKS, alma_prox
 from explorer.errors import InputError
 from explorer.metrics import apsr, linf_norm, norm_summary
 
@@ -97,7 +98,6 @@ def ratio_row(ours: Mapping, reference: Mapping, name: str) -> Dict[str, object]
 def compare_with_reference(model, images: Tensor, labels: Tensor, targeted: bool, num_steps: int = 500,
                            attacks=("alma_prox", "dag", "pdpgd")) -> Tuple[List[Dict], List[Dict]]:
     """Our attacks and adv-lib's on the same inputs and budget; returns (runs, ratios)."""
-    from explorer.attacks import ATTACKS
 
     reference = import_adv_lib()
 
@@ -128,7 +128,6 @@ def compare_with_reference(model, images: Tensor, labels: Tensor, targeted: bool
 def compare_penalty_gradients(model, images: Tensor, labels: Tensor, targeted: bool,
                               num_steps: int = 500) -> Tuple[List[Dict], List[Dict]]:
     """ALMA prox with the true penalty derivative and with the reference's; returns (runs, ratios)."""
-    from explorer.attacks import alma_prox
 
     runners = {f"alma_prox penalty_grad={g}": (lambda g=g: alma_prox(model, images, labels, targeted=targeted,
                                                                      num_steps=num_steps,

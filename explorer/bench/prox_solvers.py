@@ -1,12 +1,12 @@
-"""Five ways to compute the same proximity operator, for seed 001 Fig. 2.
+"""Five ways to compute the same proximity operator, for [Rony2023] Fig. 2.
 
-The problem, per vector, in the diagonal metric ``H = diag(h)`` ALMA prox uses (seed 001 eq. 16)::
+The problem, per vector, in the diagonal metric ``H = diag(h)`` ALMA prox uses ([Rony2023] eq. 16)::
 
     p* = argmin_p  F(p) = 1/2 ||p - delta||_H^2 + lam ||p||_inf + indicator_[lower, upper](p)
 
-* **ternary search** on the bound ``beta = ||p||_inf`` — seed 001's Algorithm 1,
-  :func:`explorer.prox.prox_linf_box` (the attacks' default ``prox_solver="ternary"``);
-* **histogram bracketing** of the root of ``f'`` (:func:`explorer.prox.prox_linf_box_histogram`,
+* **ternary search** on the bound ``beta = ||p||_inf`` — [Rony2023]'s Algorithm 1,
+  :func:`explorer.attacks.prox.prox_linf_box` (the attacks' default ``prox_solver="ternary"``);
+* **histogram bracketing** of the root of ``f'`` (:func:`explorer.attacks.prox.prox_linf_box_histogram`,
   ``prox_solver="histogram"``): the same operator, two passes per round, one round at 1e-6;
 * **dual forward–backward** (DFB; Combettes, Dũng & Vũ 2010): with ``g = lam ||.||_inf``,
   whose conjugate is the indicator of the ℓ1 ball of radius ``lam``, iterate
@@ -29,8 +29,14 @@ from typing import Callable, Dict, List, Sequence
 import torch
 from torch import Tensor
 
-from explorer.prox import (histogram_rounds, prox_linf_box, prox_linf_box_histogram, prox_objective,
-                           split_projection, ternary_search_steps)
+from explorer.attacks.prox import (
+    histogram_rounds,
+    prox_linf_box,
+    prox_linf_box_histogram,
+    prox_objective,
+    split_projection,
+    ternary_search_steps,
+)
 
 
 def project_l1_ball(v: Tensor, radius: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-"""Tables and figures from a benchmark's JSONL results (seed 001 §6, Table 1 and Fig. 3).
+"""Tables and figures from a benchmark's JSONL results ([Rony2023] §6, Table 1 and Fig. 3).
 
 * :func:`minimal_norm_table` — per model, mode and attack row: median and mean ℓ∞ × 255
   over the images, a failed image counted as 255 (:func:`explorer.metrics.norm_summary`),
@@ -26,6 +26,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from explorer.bench.checks import warn
 from explorer.bench.run import CLEAN_ROW
 from explorer.metrics import failure_rate_curve, norm_summary
 
@@ -223,7 +224,7 @@ TIMING_COLUMNS = (("model", "model", ""), ("attack", "row", ""), ("mode", "mode"
 
 
 def plot_failure_png(curves: Mapping[str, Tuple[np.ndarray, np.ndarray]], title: str, path: Path) -> None:
-    """Failure rate against ε × 255: linear panel on [0, 2], log panel on [2, 255] (seed 001 Fig. 3)."""
+    """Failure rate against ε × 255: linear panel on [0, 2], log panel on [2, 255] ([Rony2023] Fig. 3)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -249,8 +250,8 @@ def plot_failure_png(curves: Mapping[str, Tuple[np.ndarray, np.ndarray]], title:
 
 def plot_failure_html(curves: Mapping[str, Tuple[np.ndarray, np.ndarray]], title: str, path: Path) -> None:
     """The same figure as interactive plotly HTML (plotly.js inlined: opens offline)."""
-    from plotly.subplots import make_subplots
     import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.02)
     palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -281,7 +282,6 @@ def write_report(records: Sequence[Mapping], out_dir: Path, source: str = "the r
     """Write ``report.md`` with the four tables and the failure-rate figures (PNG + HTML).
 
     Records the tables cannot use are left out with a warning on stderr naming ``source``."""
-    from explorer.bench.checks import warn
 
     records, skipped = usable_records(records)
     if skipped:
@@ -291,7 +291,7 @@ def write_report(records: Sequence[Mapping], out_dir: Path, source: str = "the r
     parts = [f"# Benchmark report\n\n{len(records)} per-image results.\n"]
     minimal = minimal_norm_table(records)
     if minimal:
-        parts.append("## Minimal-norm attacks (seed 001 Table 1; failures counted as 255)\n\n"
+        parts.append("## Minimal-norm attacks ([Rony2023] Table 1; failures counted as 255)\n\n"
                      + markdown_table(minimal, MINIMAL_COLUMNS))
         for (model, mode), curves in failure_curves(records).items():
             stem = f"failure_rate_{_slug(model)}_{mode}"

@@ -25,8 +25,16 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from explorer.bench.store import record_key
+from explorer.attacks import ATTACKS, get_attack
+from explorer.bench import checks
+from explorer.bench.checks import budget_fraction as check_fraction
+from explorer.bench.checks import output_file
+from explorer.bench.store import append_records, finished_keys, merge_parts, part_path, record_key
+from explorer.bench.tables import FIXED_BUDGET_ATTACKS, TABLE1_ROWS, quick_params
+from explorer.data.sources import attack_labels, check_limit, check_spec, check_targeted, open_source
 from explorer.errors import InputError
+from explorer.metrics import confusion_matrix, l2_norm
+from explorer.models import load_model
 
 #: the row holding each image's clean prediction (accuracy and per-class IoU without attack)
 CLEAN_ROW = "clean"
@@ -86,16 +94,13 @@ def validate_params(spec, params: Dict[str, object]) -> Dict[str, object]:
 def parse_rows(tokens: Sequence[str], budget_fraction: float = 1.0) -> List[AttackRow]:
     """Attack rows from command-line tokens.
 
-    ``table1`` expands to seed 001's minimal-norm rows (:data:`explorer.attack_tables.TABLE1_ROWS`),
+    ``table1`` expands to [Rony2023]'s minimal-norm rows (:data:`explorer.bench.tables.TABLE1_ROWS`),
     ``fixed`` to the fixed-budget attacks, and ``name[:key=value,...]`` is one registered
     attack with parameters (JSON values, e.g. ``pgd_bisection:loss="dlr",num_steps=10``).
     ``budget_fraction`` scales iteration budgets (and is written into the row label, so
     results of different budgets never share a key).
     """
-    from explorer.attack_tables import FIXED_BUDGET_ATTACKS, TABLE1_ROWS, quick_params
-    from explorer.attacks import get_attack
 
-    from explorer.bench.checks import budget_fraction as check_fraction
 
     budget_fraction = check_fraction(budget_fraction)
     if isinstance(tokens, str):
@@ -135,7 +140,6 @@ def parse_rows(tokens: Sequence[str], budget_fraction: float = 1.0) -> List[Atta
 def plan_batches(model_name: str, source, rows: Sequence[AttackRow], modes: Sequence[str],
                  eps_255: Sequence[float], batch_size: int) -> List[Batch]:
     """Every batch of one model, in a fixed order (clean row first, then rows × modes × ε)."""
-    from explorer.attacks import get_attack
 
     if batch_size < 1:
         raise InputError(f"batch size must be >= 1, got {batch_size}")
@@ -169,7 +173,6 @@ def per_class_counts(prediction: Tensor, labels: Tensor, num_classes: int) -> Tu
 
     Pixels labelled outside ``[0, num_classes)`` are ignored.  Shapes (N,K), (N,K), (N,).
     """
-    from explorer.metrics import confusion_matrix
 
     confusion = confusion_matrix(prediction, labels, num_classes, per_image=True).long()
     intersection = confusion.diagonal(dim1=1, dim2=2)
@@ -179,9 +182,6 @@ def per_class_counts(prediction: Tensor, labels: Tensor, num_classes: int) -> Tu
 
 def execute_batch(batch: Batch, model, source, seed: int = 0) -> List[Dict[str, object]]:
     """Run one batch and return its per-image records."""
-    from explorer.attacks import ATTACKS
-    from explorer.bench.sources import attack_labels
-    from explorer.metrics import l2_norm
 
     device = next(model.parameters()).device
     images, labels = source.load(batch.image_ids)
@@ -322,9 +322,6 @@ def check_run_arguments(models: Sequence[str], rows: Sequence[AttackRow], out: P
     Called before anything is computed or written, so a bad ε, device, limit or output path
     never leaves a half-written results file.  Returns the models, modes and budgets as lists.
     """
-    from explorer.attacks import get_attack
-    from explorer.bench import checks
-    from explorer.bench.sources import check_limit, check_spec
 
     if isinstance(models, str):
         models = [models]
@@ -371,11 +368,6 @@ def run_benchmark(models: Sequence[str], rows: Sequence[AttackRow], out: Path, *
     """
     from tqdm import tqdm
 
-    from explorer.attacks import get_attack
-    from explorer.bench.checks import output_file
-    from explorer.bench.sources import check_targeted, open_source
-    from explorer.bench.store import append_records, finished_keys, merge_parts, part_path
-    from explorer.models import load_model
 
     models, modes, eps_255 = check_run_arguments(models, rows, out, images=images, modes=modes, eps_255=eps_255,
                                                  limit=limit, batch_size=batch_size, seed=seed, device=device)
@@ -389,8 +381,6 @@ def run_benchmark(models: Sequence[str], rows: Sequence[AttackRow], out: Path, *
         loaded, work = {}, []
         for name in models:
             model = load_model(name, device=str(torch_device))
-            for p in model.parameters():
-                p.requires_grad_(False)
             if "targeted" in modes and any(get_attack(r.attack).targeted_support for r in rows):
                 check_targeted(model)
             source = open_source(images, model, limit)

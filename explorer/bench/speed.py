@@ -6,7 +6,7 @@ This script measures, in one run and on the same inputs,
 
 * ``plain``: ``num_steps`` forward+backward passes of the model (gradient w.r.t. the input),
 * ``alma``: ``alma_prox`` with ``num_steps`` iterations, once with each prox solver
-  (seed 001's ``ternary`` search, the default, and the ``histogram`` bracketing),
+  ([Rony2023]'s ``ternary`` search, the default, and the ``histogram`` bracketing),
 * ``prox``: ``num_steps`` calls of the proximity operator alone, with each solver,
 
 and prints ``alma / plain`` (goal: <= 1.05).  The three are timed in interleaved rounds and
@@ -29,18 +29,19 @@ import torch
 from torch import nn
 
 from explorer.attacks import alma_prox
+from explorer.attacks.prox import PROX_SOLVERS
 from explorer.bench import checks
+from explorer.data.datasets import get_dataset
 from explorer.errors import InputError
 from explorer.models import SegmentationModel
-from explorer.prox import PROX_SOLVERS
-from explorer.train import ARCHITECTURES, build_network
+from explorer.models.architectures import ARCHITECTURES, build_network
+from explorer.models.loaders import finish
+
 
 def build_model(arch: str, dataset: str) -> nn.Module:
     """A randomly initialised network of the trainer's architectures, wrapped like a shipped model."""
-    from explorer.datasets import get_dataset
-
     info = get_dataset(dataset)
-    return SegmentationModel(build_network(arch, info.num_classes), info, name=f"random-{arch}").eval()
+    return finish(SegmentationModel(build_network(arch, info.num_classes), info, name=f"random-{arch}"))
 
 
 def _sync(device: torch.device) -> None:
@@ -109,8 +110,6 @@ def main(argv=None) -> None:
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
     model = build_model(args.arch, args.dataset).to(device)
-    for p in model.parameters():
-        p.requires_grad_(False)
     images = torch.rand(args.batch, 3, args.height, args.width, device=device)
     with torch.no_grad():
         labels = model(images).argmax(1)

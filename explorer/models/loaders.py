@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from explorer.datasets import get_dataset
+from explorer.data.datasets import get_dataset
 from explorer.errors import InputError
 from explorer.models.wrapper import IMAGENET_MEAN, IMAGENET_STD, SegmentationModel
 
@@ -70,19 +70,25 @@ def reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
         return False
 
 
-def network_error(name: str, source: str, reason: str) -> InputError:
-    """The InputError for a checkpoint that needs a download that cannot happen now."""
-    from explorer.models.registry import available_models
+class ModelUnavailable(InputError):
+    """A model that cannot be loaded now: its checkpoint needs a download that cannot happen
+    (``kind="network"``) or its shipped files are damaged (``kind="shipped"``).
+    :func:`explorer.models.registry.load_model` adds which other models still work."""
 
-    shipped = available_models("shipped")
-    alternatives = ", ".join(shipped) if shipped else "none are installed"
+    def __init__(self, message: str, name: str, kind: str):
+        super().__init__(message)
+        self.name, self.kind = name, kind
+
+
+def network_error(name: str, source: str, reason: str) -> ModelUnavailable:
+    """The error for a checkpoint that needs a download that cannot happen now."""
     flags = offline_variables()
     how = (f"unset {', '.join(flags)} and connect to the internet" if flags
            else "connect to the internet")
-    return InputError(
+    return ModelUnavailable(
         f"model {name!r} needs a network connection to download its checkpoint {source!r} "
-        f"({reason}), and it is not in the local cache. Shipped models work offline: "
-        f"{alternatives}. To use {name!r}, {how} once; the download is cached for later.")
+        f"({reason}), and it is not in the local cache. To use {name!r}, {how} once; the download "
+        f"is cached for later.", name, "network")
 
 
 # -- small file helpers ------------------------------------------------------------------
@@ -309,13 +315,8 @@ def load_shipped(source: str, *, name: str) -> SegmentationModel:
             net, info, name, mean=card.get("mean") or IMAGENET_MEAN, std=card.get("std") or IMAGENET_STD,
             input_size=card.get("input_size"), size_divisor=card.get("size_divisor", SMP_SIZE_DIVISOR))
     except InputError as exc:
-        from explorer.models.registry import available_models
-
-        others = [n for n in available_models("shipped") if n != name]
-        rest = (f"The other shipped models ({', '.join(others)}) still work."
-                if others else "No other shipped model is installed.")
-        raise InputError(f"shipped model {name!r} cannot be loaded: {exc}. {rest} Restore the file "
-                         f"or retrain the model (python -m explorer.train).") from None
+        raise ModelUnavailable(f"shipped model {name!r} cannot be loaded: {exc}. Restore the file or "
+                               f"retrain the model (python -m explorer.tools.train).", name, "shipped") from None
     return finish(model)
 
 

@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 
-from explorer.datasets import DATASETS, DatasetInfo, get_dataset
+from explorer.data.datasets import DATASETS, DatasetInfo, get_dataset
 from explorer.errors import InputError
 from explorer.models import loaders
 from explorer.models.wrapper import SegmentationModel
@@ -226,10 +226,24 @@ def resolve_device(device: Optional[Union[str, torch.device]] = None) -> torch.d
 
 
 def load_model(name: str, device: Optional[Union[str, torch.device]] = None) -> SegmentationModel:
-    """Load the registered model ``name`` on ``device`` (default: CUDA if available), in eval mode."""
+    """Load the registered model ``name`` on ``device`` (default: CUDA if available), in eval mode
+    with frozen weights (attacks differentiate with respect to the input only)."""
     entry = get_model_entry(name)
     target = resolve_device(device)
-    return entry.load().to(target).eval()
+    try:
+        model = entry.load()
+    except loaders.ModelUnavailable as error:
+        raise InputError(f"{error} {_what_still_works(error)}") from None
+    return model.to(target).eval()
+
+
+def _what_still_works(error: "loaders.ModelUnavailable") -> str:
+    """The sentence naming the shipped models that work when ``error``'s model does not."""
+    others = [n for n in available_models("shipped") if n != error.name]
+    if error.kind == "network":
+        return f"Shipped models work offline: {', '.join(others) if others else 'none are installed'}."
+    return (f"The other shipped models ({', '.join(others)}) still work." if others
+            else "No other shipped model is installed.")
 
 
 refresh_shipped()

@@ -6,7 +6,7 @@ or downloaded, obeys the contract the attacks rely on:
 * input: images ``(N, 3, H, W)`` with values in [0, 1] (so an ℓ∞ budget is in pixel
   units: ``8/255`` is eight grey levels);
 * output: logits ``(N, K, H, W)`` at the *input* resolution, ``K`` = the classes of the
-  model's dataset (:mod:`explorer.datasets`).
+  model's dataset (:mod:`explorer.data.datasets`).
 
 Everything between the two lives inside the wrapper and is differentiable: per-channel
 normalisation, an optional resize to the network's working resolution, zero padding to a
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from explorer.datasets import DatasetInfo, get_dataset
+from explorer.data.datasets import DatasetInfo, get_dataset
 from explorer.errors import InputError
 
 IMAGENET_MEAN: Tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -67,7 +67,7 @@ class SegmentationModel(nn.Module):
         net: the network; called on normalised images, it returns logits as a tensor, a
             dict (torchvision: ``{"out": ...}``), an object with ``.logits`` (transformers)
             or a tuple whose first element is the logits.
-        dataset: the :class:`~explorer.datasets.DatasetInfo` (or its name) whose classes the
+        dataset: the :class:`~explorer.data.datasets.DatasetInfo` (or its name) whose classes the
             logits score.
         name: registry name of the model.
         mean, std: per-channel normalisation in [0, 1] units, applied first.

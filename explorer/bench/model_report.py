@@ -1,0 +1,151 @@
+"""How fragile are the shipped models?  ALMA prox on every sample image, per model.
+
+For each shipped model, on the sample images of its world, run ALMA prox (500 steps by
+default) untargeted (ground truth) and targeted (the smoothed majority-label target for
+street models, the all-background target for objects models), and report the median and
+mean ℓ∞ × 255 (failures counted as 255) and the success rate — the counterpart of seed
+001's Table 1 — plus the clean pixel accuracy and mIoU on the samples.
+
+Usage::
+
+    python -m explorer.bench.model_report                      # all shipped models, markdown to stdout
+    python -m explorer.bench.model_report --steps 100 --models street-fpn-mobilenet --out docs/models.md
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+
+from explorer.attacks import alma_prox
+from explorer.attacks.core import model_device
+from explorer.data.samples import list_samples, load_sample, paper_target
+from explorer.metrics import confusion_matrix, mean_iou, norm_summary, pixel_accuracy
+from explorer.models import available_models, get_model_entry, load_model
+
+
+def sample_batch(world: str):
+    """All samples of a world as a batch: images (N,3,H,W), labels (N,H,W), names."""
+    names = list_samples(world)
+    loaded = [load_sample(n) for n in names]
+    return torch.stack([s[0] for s in loaded]), torch.stack([s[1] for s in loaded]), names
+
+
+def evaluate_model(name: str, steps: int = 500, device: Optional[str] = None) -> Dict[str, object]:
+    """Clean quality and ALMA prox norms for one shipped model on its world's samples."""
+
+    entry = get_model_entry(name)
+    model = load_model(name, device=device)
+    world = entry.world
+    images, labels, _ = sample_batch(world)
+    device = model_device(model, images.device)
+    images, labels = images.to(device), labels.to(device)
+    k = model.num_classes
+    with torch.no_grad():
+        pred = model(images).argmax(1)
+    row: Dict[str, object] = {
+        "model": name, "world": world, "images": len(images),
+        "pixel_accuracy": float(pixel_accuracy(pred, labels, k).mean()),
+        "miou": float(mean_iou(confusion_matrix(pred, labels, k)))}
+    for scenario, targeted in (("untargeted", False), ("targeted", True)):
+        y = paper_target(labels, model.dataset) if targeted else labels
+        start = time.perf_counter()
+        result = alma_prox(model, images, y, targeted=targeted, num_steps=steps)
+        summary = norm_summary(result.linf.cpu(), result.success.cpu())
+        row[scenario] = {"median_255": summary["median_255"], "mean_255": summary["mean_255"],
+                         "success_rate": summary["success_rate"], "time_s": time.perf_counter() - start}
+    return row
+
+
+def update_card(row: Dict[str, object], steps: int) -> None:
+    """Record the sample-set quality and ALMA prox norms in the model's ``card.json``."""
+    import json
+
+
+    path = Path(get_model_entry(row["model"]).source) / "card.json"
+    card = json.loads(path.read_text())
+    card["samples"] = {"images": row["images"], "pixel_accuracy": round(row["pixel_accuracy"], 4),
+                       "miou": round(row["miou"], 4)}
+    card["alma_prox_on_samples"] = {"steps": steps, **{k: {m: round(v, 4) for m, v in row[k].items()}
+                                                       for k in ("untargeted", "targeted")}}
+    path.write_text(json.dumps(card, indent=2) + "\n")
+
+
+def to_markdown(rows: List[Dict[str, object]], steps: int) -> str:
+    """The report as a markdown table."""
+    lines = [f"ALMA prox, {steps} steps, on the sample images; ℓ∞ × 255, failures counted as 255.", "",
+             "| model | images | clean pixel acc. | clean mIoU | untargeted median | untargeted mean | "
+             "untargeted success | targeted median | targeted mean | targeted success |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        u, t = r["untargeted"], r["targeted"]
+        lines.append(f"| {r['model']} | {r['images']} | {r['pixel_accuracy']:.3f} | {r['miou']:.3f} | "
+                     f"{u['median_255']:.2f} | {u['mean_255']:.2f} | {u['success_rate']:.0%} | "
+                     f"{t['median_255']:.2f} | {t['mean_255']:.2f} | {t['success_rate']:.0%} |")
+    return "\n".join(lines) + "\n"
+
+
+def rows_from_cards(names: List[str]) -> List[Dict[str, object]]:
+    """Rebuild report rows from the results recorded in the cards (``--update-cards``)."""
+
+    rows = []
+    for name in names:
+        card = get_model_entry(name).card
+        if "alma_prox_on_samples" not in card:
+            continue
+        attack = card["alma_prox_on_samples"]
+        rows.append({"model": name, "world": card["world"], "images": card["samples"]["images"],
+                     "pixel_accuracy": card["samples"]["pixel_accuracy"], "miou": card["samples"]["miou"],
+                     "untargeted": attack["untargeted"], "targeted": attack["targeted"], "steps": attack["steps"]})
+    return rows
+
+
+def models_table(names: List[str]) -> str:
+    """Markdown table of the shipped models' cards: architecture, size, time, validation quality."""
+
+    lines = ["| model | world | architecture | weights | training time | validation pixel acc. | validation mIoU |",
+             "|---|---|---|---|---|---|---|"]
+    for name in names:
+        entry = get_model_entry(name)
+        card = entry.card
+        size = sum(p.stat().st_size for p in Path(entry.source).glob("*.safetensors")) / 2 ** 20
+        lines.append(f"| `{name}` | {card['world']} | {card['arch']} | {size:.1f} MB | "
+                     f"{card['training_time_s'] / 60:.0f} min | {card['validation']['pixel_accuracy']:.3f} | "
+                     f"{card['validation']['miou']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+
+    parser = argparse.ArgumentParser(description="ALMA prox norms of the shipped models on the samples.")
+    parser.add_argument("--models", nargs="*", default=None)
+    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--update-cards", action="store_true",
+                        help="write the sample-set results into each model's card.json")
+    parser.add_argument("--from-cards", action="store_true",
+                        help="print the tables from the results already in the cards, attack nothing")
+    args = parser.parse_args(argv)
+    names = args.models or available_models("shipped")
+    if args.from_cards:
+        rows = rows_from_cards(names)
+        print(models_table(names))
+        print(to_markdown(rows, rows[0]["steps"] if rows else args.steps))
+        return
+    rows = [evaluate_model(n, args.steps, args.device) for n in names]
+    if args.update_cards:
+        for row in rows:
+            update_card(row, args.steps)
+    text = to_markdown(rows, args.steps)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""DLR constraint and the penalty of [Rony2023] (eq. 3 and eq. 9)."""
+import torch
+from torch.autograd import gradcheck
+
+from explorer.attacks.losses import difference_of_logits, dlr_constraint, penalty, penalty_derivative
+
+
+def logits_of(*values):
+    """One pixel's logits as a (1, K, 1, 1) tensor."""
+    return torch.tensor(values, dtype=torch.float64).view(1, -1, 1, 1)
+
+
+def test_difference_of_logits_hand_values():
+    z = logits_of(3.0, 1.0, 2.5, -1.0)
+    assert difference_of_logits(z, torch.tensor([[[0]]])).item() == 0.5   # 3 - 2.5
+    assert difference_of_logits(z, torch.tensor([[[2]]])).item() == -0.5  # 2.5 - 3
+    assert difference_of_logits(z, torch.tensor([[[3]]])).item() == -4.0  # -1 - 3
+
+
+def test_dlr_untargeted_hand_value_and_sign():
+    z = logits_of(3.0, 1.0, 2.5, -1.0)  # sorted: 3, 2.5, 1, -1
+    c = dlr_constraint(z, torch.tensor([[[0]]]), tolerance=0.0)
+    assert torch.allclose(c, torch.tensor(0.5 / (3.0 - 1.0), dtype=torch.float64))  # (z_y - max_other)/(pi1 - pi3)
+    # label 1 is not predicted: constraint satisfied (negative)
+    assert dlr_constraint(z, torch.tensor([[[1]]])).item() < 0
+
+
+def test_dlr_targeted_hand_value():
+    z = logits_of(3.0, 1.0, 2.5, -1.0)
+    # target 2: (max_{j!=t} z_j - z_t + tol) / (pi1 - (pi3 + pi4)/2) = (3 - 2.5) / (3 - 0)
+    c = dlr_constraint(z, torch.tensor([[[2]]]), targeted=True, tolerance=0.0)
+    assert torch.allclose(c, torch.tensor(0.5 / 3.0, dtype=torch.float64))
+
+
+def test_tolerance_tightens_both_modes():
+    # target class 0 leads by 5e-5 < tolerance 1e-4: not yet satisfied in either reading
+    z = logits_of(1.00005, 1.0, 0.0, -1.0)
+    assert dlr_constraint(z, torch.tensor([[[0]]]), targeted=True, tolerance=1e-4).item() > 0
+    # untargeted on label 1, which trails by 5e-5: margin below tolerance -> still violated
+    assert dlr_constraint(z, torch.tensor([[[1]]]), targeted=False, tolerance=1e-4).item() > 0
+    # with a clear lead, satisfied
+    z = logits_of(1.01, 1.0, 0.0, -1.0)
+    assert dlr_constraint(z, torch.tensor([[[0]]]), targeted=True, tolerance=1e-4).item() < 0
+    assert dlr_constraint(z, torch.tensor([[[1]]]), targeted=False, tolerance=1e-4).item() < 0
+
+
+def test_dlr_two_classes_is_difference_of_logits():
+    z = logits_of(2.0, 0.5)
+    assert dlr_constraint(z, torch.tensor([[[0]]]), tolerance=0.0).item() == 1.5
+
+
+def test_penalty_values_hand_computed():
+    rho = torch.tensor([0.5, 0.5, 2.0], dtype=torch.float64)
+    mu = torch.tensor([1.0, 0.2, 0.3], dtype=torch.float64)
+    y = torch.tensor([2.0, -1.0, -0.5], dtype=torch.float64)
+    expected = torch.tensor([
+        1.0 * 2 + 1.0 * 0.5 * 4 + 0.25 * 8 / 6,   # mu y + mu rho y^2 + rho^2 y^3 / 6
+        0.2 * -1.0 / (1 + 1.0 * 1.0),              # mu y / (1 - max(1, rho) y), max(1, .5) = 1
+        0.3 * -0.5 / (1 + 2.0 * 0.5),              # max(1, 2) = 2
+    ], dtype=torch.float64)
+    assert torch.allclose(penalty(y, rho, mu), expected)
+
+
+def test_penalty_true_gradient_passes_gradcheck():
+    g = torch.Generator().manual_seed(0)
+    y = (torch.rand(200, generator=g, dtype=torch.float64) * 6 - 3)
+    y = y[y.abs() > 1e-3].requires_grad_(True)  # avoid sitting exactly on the kink at 0
+    rho = torch.rand(y.shape, generator=g, dtype=torch.float64) * 3
+    mu = torch.rand(y.shape, generator=g, dtype=torch.float64)
+    assert gradcheck(lambda t: penalty(t, rho, mu), (y,), eps=1e-6, atol=1e-7)
+    # continuity of the derivative at 0: both branches give mu
+    zero = torch.zeros(1, dtype=torch.float64)
+    assert torch.allclose(penalty_derivative(zero, rho[:1], mu[:1]), mu[:1])
+    assert torch.allclose(penalty_derivative(-1e-12 + zero, rho[:1], mu[:1]), mu[:1])
+
+
+def test_reference_gradient_is_mu_times_y_and_fails_gradcheck():
+    y = torch.tensor([0.5, 2.0], dtype=torch.float64, requires_grad=True)
+    rho = torch.tensor([0.1, 0.1], dtype=torch.float64)
+    mu = torch.tensor([1.0, 1.0], dtype=torch.float64)
+    penalty(y, rho, mu, grad="reference").sum().backward()
+    expected = mu * y.detach() + 2 * mu * rho * y.detach() + rho ** 2 * y.detach() ** 2 / 2
+    assert torch.allclose(y.grad, expected)
+    assert not gradcheck(lambda t: penalty(t, rho, mu, grad="reference"), (y,), raise_exception=False)
