@@ -7,10 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from explorer import render
 from explorer.attacks.core import AttackResult, IterationRecord, PixelState
 from explorer.data.datasets import IGNORE_COLOUR, get_dataset
 from explorer.errors import InputError
+from explorer.live import render
 from explorer.live.exports import MAX_RUN_FILE_BYTES, RunSpec, write_downloads
 
 
