@@ -37,7 +37,7 @@ def _index(root: Optional[Path] = None) -> dict:
     root = Path(root or SAMPLES_DIR)
     path = root / "index.json"
     if not path.is_file():
-        raise InputError(f"no sample index at {path}; regenerate the samples with `python -m explorer.data.samples`")
+        raise InputError(f"no sample index at {path}; regenerate the samples with `python -m explorer.tools.samples`")
     return json.loads(path.read_text())
 
 
