@@ -453,7 +453,7 @@ def replay(index: Any, run: Optional[Replay]):
     if not isinstance(run, Replay) or not run.frames:
         return gr.update(), gr.update(), gr.update(), gr.update(), "No run to replay yet."
     try:
-        i = int(min(max(whole_number(index or 0, "the replay frame", 0), 0), len(run.frames) - 1))
+        i = min(whole_number(index or 0, "the replay frame", 0), len(run.frames) - 1)
     except InputError as error:
         return gr.update(), gr.update(), gr.update(), gr.update(), warn(str(error))
     frame = run.frames[i]

@@ -16,8 +16,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from explorer.errors import InputError
-
-IGNORE_INDEX = 255
+from explorer.targets import IGNORE_INDEX  # noqa: F401  (one value of "ignored", defined with the target maps)
 
 CITYSCAPES_CLASSES: Tuple[str, ...] = (
     "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",

@@ -387,15 +387,12 @@ def _palette_by_colour(image: Image.Image, used: np.ndarray, dataset: DatasetInf
     dataset's colours and its indices are not already the class ids; None to read indices."""
     palette = np.asarray(image.getpalette() or [], np.uint8)
     palette = np.resize(palette, 768).reshape(256, 3) if palette.size else np.zeros((256, 3), np.uint8)
-    classes = {tuple(int(v) for v in c): k for k, c in enumerate(dataset.palette)}
-    colours = [tuple(int(v) for v in palette[i]) for i in used]
-    if not any(c in classes for c in colours):
+    by_colour = _ids_of_colours(palette[None], dataset)[0]
+    known = by_colour[used] != IGNORE_INDEX
+    if not known.any():
         return None
-    if not all(c in classes or c in _VOID_COLOURS for c in colours):
+    if not all(k or tuple(int(v) for v in palette[i]) in _VOID_COLOURS for k, i in zip(known, used)):
         return None  # arbitrary colours: the indices are the ids
-    by_colour = np.full(256, IGNORE_INDEX, np.int64)
-    for i in range(256):
-        by_colour[i] = classes.get(tuple(int(v) for v in palette[i]), IGNORE_INDEX)
     by_index = np.where(np.arange(256) < dataset.num_classes, np.arange(256), IGNORE_INDEX)
     if np.array_equal(by_colour[used], by_index[used]):
         return None  # written with the dataset's palette at the class ids: both readings agree
