@@ -24,10 +24,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import time
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -105,6 +106,8 @@ def write_card(out_dir: Path, card: Dict[str, object], class_names) -> None:
     """Write ``card.json`` and a human-readable ``README.md`` model card."""
     (out_dir / "card.json").write_text(json.dumps(card, indent=2) + "\n")
     ious = card["validation"]["per_class_iou"]
+    stages = "\n".join(f"| {i} | {stage['steps']} | {(stage['time_s'] or 0) / 60:.1f} min | {stage['sessions']} | "
+                       f"`{stage['command']}` |" for i, stage in enumerate(card.get("stages", []), start=1))
     rows = "\n".join(f"| {name} | {'—' if iou is None else f'{iou:.3f}'} |" for name, iou in zip(class_names, ious))
     text = f"""# {card['title']} ({card['name']})
 
@@ -123,6 +126,12 @@ def write_card(out_dir: Path, card: Dict[str, object], class_names) -> None:
 | mIoU | {card['validation']['miou']:.4f} |
 
 Command: `{card['command']}`
+
+Training stages (each a one-cycle run; later ones start from the weights of the one before):
+
+| stage | steps | time | sessions | command |
+|---|---|---|---|---|
+{stages}
 
 | class | IoU |
 |---|---|
@@ -147,27 +156,97 @@ def class_weights(labels: torch.Tensor, num_classes: int, power: float) -> torch
     return weights.float()
 
 
+def _atomic_save(payload: Dict[str, object], path: Path) -> None:
+    """``torch.save`` to a temporary file, then rename: a kill never leaves half a checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    torch.save(payload, partial)
+    os.replace(partial, path)
+
+
+def load_initial_weights(net: torch.nn.Module, folder: Path) -> Dict[str, object]:
+    """Load a shipped model folder's weights into ``net`` (float16 on disk -> float32); return its card.
+
+    A continuation stage starts here: the network keeps what earlier stages learnt, the
+    optimiser and learning-rate schedule start afresh."""
+    from safetensors.torch import load_file
+
+    stored = load_file(str(folder / "model.safetensors"))
+    state = {k: v.float() if v.is_floating_point() else v for k, v in stored.items()}
+    net.load_state_dict(state)
+    card_path = folder / "card.json"
+    return json.loads(card_path.read_text()) if card_path.is_file() else {}
+
+
+def earlier_stages(card: Dict[str, object]) -> list:
+    """The training stages recorded in a model card (cards from before stages were kept: one stage)."""
+    if not card:
+        return []
+    if "stages" in card:
+        return list(card["stages"])
+    return [{"command": card.get("command"), "steps": card.get("recipe", {}).get("steps"),
+             "time_s": card.get("training_time_s"), "sessions": 1}]
+
+
 def train(world: str, arch: str, out_dir: Path, steps: int, batch_size: int, lr: float, pool_size: int,
           shuffle_fraction: float, seed: int, size: Tuple[int, int], command: str,
-          balance: float = 0.0) -> Dict[str, object]:
-    """Train one model and write it to ``out_dir``; return its card."""
+          balance: float = 0.0, init_from: Optional[Path] = None, checkpoint: Optional[Path] = None,
+          save_every: int = 200, session_steps: Optional[int] = None) -> Optional[Dict[str, object]]:
+    """Train one model (one *stage*) and write it to ``out_dir``; return its card.
+
+    Resumable: every ``save_every`` steps the network, optimiser, schedule, both random
+    generators and the time spent so far go to ``checkpoint``; a run started with the same
+    settings and checkpoint continues from the last save, bit-for-bit the run it replaces
+    (the scene pool is re-rendered from its seeds).  ``init_from`` starts the network from a
+    shipped model's weights (a new stage on top of earlier ones; the card keeps every stage).
+    ``session_steps`` ends this invocation after that many steps with the checkpoint saved and
+    nothing else written (returns ``None``): a long stage split across sessions."""
 
     info = WORLDS[world]
     num_classes = info.dataset.num_classes
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     start_time = time.perf_counter()
+    settings = {"world": world, "arch": arch, "steps": steps, "batch_size": batch_size, "lr": lr,
+                "pool_size": pool_size, "shuffle_fraction": shuffle_fraction, "seed": seed,
+                "size": list(size), "balance": balance, "init_from": str(init_from) if init_from else None}
 
     images, labels = render_pool(world, pool_size, size, shuffle_fraction, seed)
     weights = class_weights(labels, num_classes, balance)
     net = build_network(arch, num_classes)
+    initial_card = load_initial_weights(net, init_from) if init_from else {}
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
 
+    first_step, spent_before, sessions = 0, 0.0, 1
+    if checkpoint is not None and checkpoint.is_file():
+        saved = torch.load(checkpoint, weights_only=True)
+        if saved["settings"] != settings:
+            raise SystemExit(f"{checkpoint} was written by a run with other settings ({saved['settings']}); "
+                             f"remove it or pass another --checkpoint")
+        net.load_state_dict(saved["net"])
+        optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["schedule"])
+        rng.bit_generator.state = saved["numpy_rng"]
+        torch.set_rng_state(saved["torch_rng"])
+        first_step, spent_before, sessions = saved["step"], saved["time_s"], saved["sessions"] + 1
+        print(f"resuming from {checkpoint} at step {first_step} of {steps} ({spent_before / 60:.1f} min spent)")
+
+    def save(step: int) -> None:
+        _atomic_save({"settings": settings, "step": step, "net": net.state_dict(),
+                      "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                      "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                      "time_s": spent_before + time.perf_counter() - start_time, "sessions": sessions},
+                     checkpoint)
+
+    last_step = steps if session_steps is None else min(steps, first_step + session_steps)
+    if last_step < steps and checkpoint is None:
+        raise SystemExit("stopping before the last step needs a checkpoint to resume from")
     net.train()
-    progress = tqdm(range(steps), desc=f"training {arch} on {world}", unit="step")
+    progress = tqdm(range(first_step, last_step), desc=f"training {arch} on {world}", unit="step",
+                    initial=first_step, total=steps)
     running = None
-    for _ in progress:
+    for step in progress:
         index = torch.from_numpy(rng.choice(len(images), size=batch_size, replace=False))
         x = images[index].float() / 255
         y = labels[index]
@@ -181,9 +260,16 @@ def train(world: str, arch: str, out_dir: Path, steps: int, batch_size: int, lr:
         schedule.step()
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         progress.set_postfix(loss=f"{running:.3f}", lr=f"{schedule.get_last_lr()[0]:.2e}")
+        if checkpoint is not None and ((step + 1) % save_every == 0 or step + 1 == last_step):
+            save(step + 1)
+    if last_step < steps:
+        print(f"stopped at step {last_step} of {steps}; rerun the same command to continue from {checkpoint}")
+        return None
 
     validation = evaluate(net, world, size, num_classes)
-    training_time = time.perf_counter() - start_time
+    stage_time = spent_before + time.perf_counter() - start_time
+    stages = earlier_stages(initial_card) + [{"command": command, "steps": steps, "time_s": round(stage_time, 1),
+                                               "sessions": sessions}]
     out_dir.mkdir(parents=True, exist_ok=True)
     save_fp16(net.eval(), out_dir)
     name = out_dir.name
@@ -200,8 +286,10 @@ def train(world: str, arch: str, out_dir: Path, steps: int, batch_size: int, lr:
                    "schedule": "one-cycle (10% warm-up)", "pool_size": pool_size,
                    "shuffle_fraction": shuffle_fraction, "class_balance_power": balance,
                    "augmentation": "horizontal flip",
-                   "train_seeds": [training_seeds(pool_size).start, training_seeds(pool_size).stop - 1]},
-        "training_time_s": round(training_time, 1),
+                   "train_seeds": [training_seeds(pool_size).start, training_seeds(pool_size).stop - 1],
+                   "initialised_from": initial_card.get("name") if init_from else None},
+        "training_time_s": round(sum(stage["time_s"] or 0 for stage in stages), 1),
+        "stages": stages,
         "trained_on": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "validation": {**validation, "seeds": f"{VALIDATION_SEEDS.start}-{VALIDATION_SEEDS.stop - 1}"},
         "command": command,
@@ -224,6 +312,14 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--balance", type=float, default=0.0,
                         help="class-weight power: weights (median freq / freq)^power; 0 = plain cross-entropy")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="start from this shipped model folder's weights (a new stage; the card keeps all stages)")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="resumable state, saved every --save-every steps; a rerun with the same settings "
+                             "continues from it (default: <out>.checkpoint.pt next to the output folder)")
+    parser.add_argument("--save-every", type=int, default=200)
+    parser.add_argument("--session-steps", type=int, default=None,
+                        help="stop after this many steps of this invocation (checkpoint kept; rerun to continue)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice); 1 when training several models at once")
     args = parser.parse_args(argv)
@@ -235,9 +331,15 @@ def main(argv=None) -> None:
                f"--batch-size {args.batch_size} --lr {args.lr} --pool-size {args.pool_size} "
                f"--shuffle-fraction {args.shuffle_fraction} --seed {args.seed}"
                + (f" --balance {args.balance}" if args.balance else "")
+               + (f" --init-from {args.init_from}" if args.init_from else "")
                + (f" --threads {args.threads}" if args.threads else ""))
+    checkpoint = args.checkpoint or out.with_name(out.name + ".checkpoint.pt")
     card = train(args.world, args.arch, out, args.steps, args.batch_size, args.lr, args.pool_size,
-                 args.shuffle_fraction, args.seed, size, command, balance=args.balance)
+                 args.shuffle_fraction, args.seed, size, command, balance=args.balance,
+                 init_from=args.init_from, checkpoint=checkpoint, save_every=args.save_every,
+                 session_steps=args.session_steps)
+    if card is None:
+        return
     print(json.dumps({k: card[k] for k in ("name", "training_time_s")} | {
         "pixel_accuracy": card["validation"]["pixel_accuracy"], "miou": card["validation"]["miou"]}))
 

@@ -1,0 +1,71 @@
+"""Training is resumable: a stage split across invocations is the stage run in one go, bit for bit."""
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import explorer.tools.train as train_module
+from explorer.tools.train import class_weights, earlier_stages, train
+
+TINY = dict(world="street", arch="fpn-mobilenet", steps=4, batch_size=2, lr=1e-3, pool_size=4,
+            shuffle_fraction=0.5, seed=0, size=(64, 128), save_every=1)
+
+
+@pytest.fixture
+def no_validation(monkeypatch):
+    """Validation renders 200 scenes; these tests are about the training loop only."""
+    monkeypatch.setattr(train_module, "evaluate", lambda *a, **k: {
+        "pixel_accuracy": 0.0, "miou": 0.0, "per_class_iou": [], "num_images": 0})
+
+
+def _weights(folder):
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_a_stage_split_across_sessions_equals_one_run(tmp_path, no_validation):
+    whole = train(out_dir=tmp_path / "whole", checkpoint=tmp_path / "whole.pt", command="whole", **TINY)
+    assert train(out_dir=tmp_path / "split", checkpoint=tmp_path / "split.pt", command="split",
+                 session_steps=2, **TINY) is None
+    assert not (tmp_path / "split").exists(), "an unfinished stage writes no model"
+    assert torch.load(tmp_path / "split.pt", weights_only=True)["step"] == 2
+    split = train(out_dir=tmp_path / "split", checkpoint=tmp_path / "split.pt", command="split", **TINY)
+    a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "split")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert whole["stages"][0]["sessions"] == 1 and split["stages"][0]["sessions"] == 2
+
+
+def test_a_checkpoint_of_other_settings_is_refused(tmp_path, no_validation):
+    train(out_dir=tmp_path / "a", checkpoint=tmp_path / "a.pt", command="a", session_steps=1, **TINY)
+    with pytest.raises(SystemExit, match="other settings"):
+        train(out_dir=tmp_path / "a", checkpoint=tmp_path / "a.pt", command="a", **{**TINY, "lr": 2e-3})
+
+
+def test_a_new_stage_starts_from_the_weights_and_keeps_the_history(tmp_path, no_validation):
+    first = train(out_dir=tmp_path / "first", checkpoint=None, command="first", **TINY)
+    # with a zero learning rate the second stage must hand back exactly the first stage's weights
+    # (batch-norm statistics still move in training mode: only the learnt parameters are compared)
+    second = train(out_dir=tmp_path / "second", checkpoint=None, command="second", init_from=tmp_path / "first",
+                   **{**TINY, "lr": 0.0})
+    a, b = _weights(tmp_path / "first"), _weights(tmp_path / "second")
+    learnt = [k for k in a if "running_" not in k and "num_batches" not in k]
+    assert len(learnt) > 100 and all(torch.equal(a[k], b[k]) for k in learnt)
+    assert [stage["command"] for stage in second["stages"]] == ["first", "second"]
+    assert second["training_time_s"] == pytest.approx(sum(s["time_s"] for s in second["stages"]), abs=0.11)
+    assert second["recipe"]["initialised_from"] == first["name"]
+    assert "| 2 | 4 |" in (tmp_path / "second" / "README.md").read_text()
+    assert json.loads((tmp_path / "second" / "card.json").read_text())["stages"] == second["stages"]
+
+
+def test_cards_from_before_stages_count_as_one_stage():
+    card = {"command": "old", "recipe": {"steps": 3000}, "training_time_s": 3125.4}
+    assert earlier_stages(card) == [{"command": "old", "steps": 3000, "time_s": 3125.4, "sessions": 1}]
+    assert earlier_stages({}) == []
+
+
+def test_class_weights_follow_the_square_root_rule():
+    # frequencies 0.6, 0.3, 0.1 (class 3 absent, ignored pixels left out): median 0.3
+    labels = torch.tensor([0] * 6 + [1] * 3 + [2] + [255] * 5)
+    w = class_weights(labels, 4, power=0.5)
+    assert w.tolist() == pytest.approx([(0.3 / 0.6) ** 0.5, 1.0, (0.3 / 0.1) ** 0.5, 1.0], rel=1e-6)
+    assert class_weights(labels, 4, power=0.0).tolist() == [1.0] * 4
