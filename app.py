@@ -6,7 +6,7 @@
 Set GRADIO_SERVER_NAME=0.0.0.0 / GRADIO_SERVER_PORT to serve elsewhere.  The app itself
 lives in :mod:`explorer.ui`; this file only launches it.
 """
-from explorer.ui import launch
+from explorer.ui import main
 
 if __name__ == "__main__":
-    launch()
+    main()

@@ -20,6 +20,17 @@ up); a finished run is kept in the session's ``gr.State`` as a
 :class:`~explorer.live.run.Replay` (plain data); files go to the session's folder under
 :data:`FILES_ROOT`, named by :func:`session_key` — never by the client's session hash — and
 removed when the session ends.
+
+Runs in two processes (Hugging Face ZeroGPU).  Run and Compare are split in two: the
+handler (server process) checks every argument, decodes the uploads (CPU work) and makes a
+job of plain data — a :class:`RunJob` or :class:`CompareJob` with the run's folder and its
+:class:`~explorer.live.stops.StopSignal`, both chosen by the server; the job's stream
+(:func:`attack_stream`, :func:`compare_stream`) loads the model, attacks and yields plain
+dicts.  With the ``spaces`` package installed the streams are wrapped in ``spaces.GPU``
+(:func:`on_gpu`), which runs them in a GPU worker process and pickles each yielded value
+back; without it they run in the server process, the same code.  Stop writes the run's
+flag file, which the attack reads after every iteration, whichever process it runs in.
+Previews run on the CPU when on ZeroGPU (outside any GPU function).
 """
 from __future__ import annotations
 
@@ -34,9 +45,10 @@ import shutil
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import gradio as gr
 import numpy as np
@@ -52,7 +64,8 @@ from explorer.errors import InputError
 from explorer.live import render
 from explorer.live.exports import MAX_RUN_FILE_BYTES, RunSpec, image_digest, write_downloads
 from explorer.live.run import Frame, LiveAttack, Replay, Snapshot, friendly_error, run_metrics
-from explorer.live.scene import Scene, prepare_scene
+from explorer.live.scene import Scene, SceneInputs, build_scene, prepare_scene, read_scene_inputs
+from explorer.live.stops import StopSignal
 from explorer.models import MODELS, available_models, get_model_entry
 from explorer.targets import TARGETS, target_choices
 from explorer.validation import check_seed, whole_number
@@ -71,23 +84,46 @@ DEFAULT_STEPS = 200
 DEFAULT_ATTACK = "alma_prox"
 #: device for attacks: $EXPLORER_DEVICE, else CUDA when available
 DEVICE = os.environ.get("EXPLORER_DEVICE") or None
+#: on a Hugging Face ZeroGPU Space (set by the Space; ``spaces`` reads the same variable)
+ON_ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")
+#: device of the previews: on ZeroGPU the server process has no GPU (only GPU functions do)
+PREVIEW_DEVICE = "cpu" if ON_ZERO_GPU else DEVICE
+#: GPU time booked for a job (ZeroGPU): a fixed part (model, clean prediction, downloads) plus
+#: a part per model pass and pixel, within [GPU_SECONDS_MIN, GPU_SECONDS_MAX]; a run that
+#: reaches its booking stops itself GPU_SECONDS_MARGIN early and keeps what it computed
+GPU_SECONDS_FIXED = 20.0
+GPU_SECONDS_PER_PASS_PIXEL = 1e-7
+GPU_SECONDS_MIN, GPU_SECONDS_MAX, GPU_SECONDS_MARGIN = 30.0, 300.0, 5.0
 #: the one folder the app writes into (one folder per session, one per run inside it)
 FILES_ROOT = Path(os.environ.get("EXPLORER_TMP") or Path(tempfile.gettempdir()) / "seg-attack-explorer")
 
 LOG = logging.getLogger(__name__)
 
+@dataclass(frozen=True)
+class ActiveRun:
+    """A run a session is streaming, as the server process knows it: what to call it and
+    how to stop it (the run itself may live in a GPU worker process)."""
+
+    title: str
+    stop: StopSignal
+
+
 #: session key -> the runs it is streaming (Run and Compare; Stop stops them all)
-ACTIVE_RUNS: Dict[str, List[LiveAttack]] = {}
+ACTIVE_RUNS: Dict[str, List[ActiveRun]] = {}
 _ACTIVE_LOCK = threading.Lock()
 
 
 # --------------------------------------------------------------------------- choices
 
 def model_choices() -> List[Tuple[str, str]]:
-    """(label, name) pairs: shipped models first, online ones marked."""
+    """(label, name) pairs: shipped models first, online ones marked.  A model whose loader
+    needs a package this server lacks (transformers' models without the ``hf`` extra, as on
+    the Space) is not offered: a visitor could not act on "pip install"."""
     out = []
     for name in available_models():
         entry = MODELS[name]
+        if entry.missing_packages():
+            continue
         mark = "shipped, offline" if entry.kind == "shipped" else "online — downloads on first use"
         out.append((f"{name} ({mark})", name))
     return out
@@ -217,16 +253,16 @@ def cleanup_session(request: gr.Request) -> None:
     with _ACTIVE_LOCK:
         runs = ACTIVE_RUNS.pop(key, [])
     for run in runs:
-        run.stop()
+        run.stop.request()
     _remove(FILES_ROOT / key)
 
 
-def _register(request, run: LiveAttack) -> None:
+def _register(request, run: ActiveRun) -> None:
     with _ACTIVE_LOCK:
         ACTIVE_RUNS.setdefault(session_key(request), []).append(run)
 
 
-def _unregister(request, run: LiveAttack) -> None:
+def _unregister(request, run: ActiveRun) -> None:
     key = session_key(request)
     with _ACTIVE_LOCK:
         runs = ACTIVE_RUNS.get(key, [])
@@ -242,17 +278,23 @@ def warn(message: str) -> str:
     return f"⚠️ {message}"
 
 
-def problem(error: BaseException) -> str:
-    """The warning for an error raised while handling an event, so the app stays usable
-    whatever happened: bad input and running out of memory are explained (see
+def problem_message(error: BaseException) -> str:
+    """What to tell the user about an error raised while handling an event, so the app stays
+    usable whatever happened: bad input and running out of memory are explained (see
     :func:`explorer.live.run.friendly_error`); anything else is logged with its traceback and
-    named, with the reassurance that the server keeps serving."""
+    named, with the reassurance that the server keeps serving.  No Gradio call: a GPU
+    worker process uses it too."""
     error = friendly_error(error)
     if isinstance(error, InputError):
-        return warn(str(error))
+        return str(error)
     LOG.error("unexpected error in an event handler", exc_info=error)
-    return warn(f"something went wrong ({type(error).__name__}: {str(error)[:300]}). The app is still "
-                f"running: try again, or another image, model or attack")
+    return (f"something went wrong ({type(error).__name__}: {str(error)[:300]}). The app is still "
+            f"running: try again, or another image, model or attack")
+
+
+def problem(error: BaseException) -> str:
+    """:func:`problem_message` shown as a warning toast (server process only)."""
+    return warn(problem_message(error))
 
 
 # --------------------------------------------------------------------------- views
@@ -304,7 +346,7 @@ def metrics_frame(metrics: Dict[str, Any]) -> pd.DataFrame:
 def preview(model_name: str, sample: Optional[str], upload: Any, target: str, target_upload: Any):
     """Clean view: image, reference labels, clean prediction, attack labels; a status line."""
     try:
-        scene = prepare_scene(model_name, sample, upload, target, target_upload, device=DEVICE)
+        scene = prepare_scene(model_name, sample, upload, target, target_upload, device=PREVIEW_DEVICE)
     except Exception as error:
         return None, None, None, None, problem(error)
     dataset = scene.dataset
@@ -356,22 +398,137 @@ def apply_preset(attack: str, preset: Optional[str]):
     return [gr.update(value=values[p.name]) for p in controlled_params(spec)]
 
 
+@dataclass(frozen=True)
+class RunJob:
+    """One Run as its stream receives it: plain data, checked in the server process (a
+    ZeroGPU worker receives it pickled).  ``folder`` and ``stop`` are chosen by the server."""
+
+    inputs: SceneInputs
+    attack: str
+    params: Dict[str, Any]
+    seed: int
+    adv_threshold: float
+    image_label: str          #: the run file's image: a sample name or ``upload:<sha256>``
+    folder: Path              #: the run's own folder (downloads, stop flag)
+    stop: StopSignal
+    gpu_seconds: float        #: GPU time booked (see :func:`gpu_seconds`)
+    deadline_s: Optional[float] = None  #: stop after this long (on ZeroGPU: the booking)
+
+
+@dataclass(frozen=True)
+class CompareJob:
+    """One Compare as its stream receives it (see :class:`RunJob`)."""
+
+    inputs: SceneInputs
+    attacks: Tuple[str, ...]
+    params: Tuple[Dict[str, Any], ...]  #: each attack's hyper-parameters (the shared budget)
+    steps: int
+    seed: int
+    adv_threshold: float
+    stop: StopSignal
+    gpu_seconds: float
+    deadline_s: Optional[float] = None
+
+
+def gpu_seconds(passes: int, image: Any) -> float:
+    """GPU seconds to book for ``passes`` model passes on ``image`` (…, H, W):
+    :data:`GPU_SECONDS_FIXED` + passes × pixels × :data:`GPU_SECONDS_PER_PASS_PIXEL`, within
+    [:data:`GPU_SECONDS_MIN`, :data:`GPU_SECONDS_MAX`]."""
+    pixels = int(image.shape[-1]) * int(image.shape[-2])
+    wanted = GPU_SECONDS_FIXED + passes * pixels * GPU_SECONDS_PER_PASS_PIXEL
+    return float(min(GPU_SECONDS_MAX, max(GPU_SECONDS_MIN, wanted)))
+
+
+def booked_seconds(job) -> float:
+    """``spaces.GPU``'s duration callable: it receives the stream's arguments (the job)."""
+    return job.gpu_seconds
+
+
+def image_label(sample: Any, upload: Any) -> str:
+    """How a run file names the image: the sample, or an upload by the sha256 of its bytes
+    (a file) or of its pixels (an array, from the API or a notebook)."""
+    if upload is None:
+        return str(sample)
+    return f"upload:{image_digest(upload if isinstance(upload, bytes) else np.asarray(upload))}"
+
+
+def check_threshold(nu: Any) -> float:
+    """ν (the success threshold), checked like every attack's ``adv_threshold``."""
+    return float(get_attack(DEFAULT_ATTACK).validate_hyperparameters({"adv_threshold": nu})["adv_threshold"])
+
+
+def run_job(model_name, sample, upload, attack, target, target_upload, steps, seed, nu, values,
+            request) -> RunJob:
+    """Check a Run's arguments, decode its pictures and give it a folder (server process)."""
+    spec = get_attack(attack)
+    params = spec.validate_hyperparameters(params_from_widgets(spec.name, steps, values))
+    threshold, seed = check_threshold(nu), check_seed(seed)
+    inputs = read_scene_inputs(model_name, sample, upload, target, target_upload)
+    folder = new_run_folder(request)
+    booked = gpu_seconds(spec.gradient_passes(params), inputs.image)
+    return RunJob(inputs=inputs, attack=spec.name, params=params, seed=seed, adv_threshold=threshold,
+                  image_label=image_label(sample, upload), folder=folder, stop=StopSignal(folder),
+                  gpu_seconds=booked, deadline_s=booked - GPU_SECONDS_MARGIN if ON_ZERO_GPU else None)
+
+
+def relay(stream: Iterator[Dict[str, Any]], request, title: str, stop: StopSignal) -> Iterator[Dict[str, Any]]:
+    """Yield a job's updates in the server process: the run is listed for Stop while it
+    streams, a ``warning`` entry becomes a toast and the status line, and an error of the
+    GPU machinery itself (ZeroGPU's worker, a quota) is reported like any other.  A viewer
+    who leaves (the generator is closed early) stops the run, wherever it runs."""
+    active = ActiveRun(title=title, stop=stop)
+    _register(request, active)
+    finished = False
+    try:
+        for update in stream:
+            update = dict(update)
+            if "warning" in update:
+                update["status"] = warn(update.pop("warning"))
+            yield update
+        finished = True
+    except Exception as error:
+        finished = True
+        yield {"status": problem(error)}
+    finally:
+        _unregister(request, active)
+        if not finished:
+            stop.request()
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+
+
 def run_attack(model_name, sample, upload, attack, target, target_upload, steps, seed, nu, *values,
                request: gr.Request = None) -> Iterator[Dict[Any, Any]]:
-    """Stream one run (see the module docstring).  Yields ``{output index: value}`` dicts
-    consumed by :func:`_stream_to_components`; the outputs are ``OUTPUTS`` in order."""
+    """Stream one run (see the module docstring).  Yields ``{output name: value}`` dicts
+    consumed by ``wire_events``; the names are :data:`OUTPUT_NAMES`."""
     try:
-        scene = prepare_scene(model_name, sample, upload, target, target_upload, device=DEVICE)
-        params = params_from_widgets(attack, steps, values)
-        run = LiveAttack(scene, attack, params, seed=check_seed(seed), adv_threshold=nu)
+        job = run_job(model_name, sample, upload, attack, target, target_upload, steps, seed, nu, values, request)
     except Exception as error:
         yield {"status": problem(error)}
         return
-    _register(request, run)
+    yield from relay(attack_on_gpu(job), request, get_attack(job.attack).title, job.stop)
+
+
+def attack_stream(job: RunJob) -> Iterator[Dict[str, Any]]:
+    """The GPU side of a Run: load the model, attack, stream curves and pictures, then the
+    final update (:func:`finish_run`).  Yields plain, picklable dicts; a problem is yielded
+    as ``{"warning": message}``."""
+    try:
+        scene = build_scene(job.inputs, DEVICE)
+        run = LiveAttack(scene, job.attack, job.params, seed=job.seed, adv_threshold=job.adv_threshold,
+                         stop_signal=job.stop)
+    except Exception as error:
+        yield {"warning": problem_message(error)}
+        return
     last_images = 0.0
     clean = scene.image[0].detach().cpu().numpy()
+    started, out_of_time = time.perf_counter(), False
     try:
         for snap in run.snapshots(interval=CURVE_REFRESH_S):
+            if job.deadline_s is not None and time.perf_counter() - started > job.deadline_s and not run.stopping:
+                run.stop()
+                out_of_time = True
             update = {"status": status_line(run, snap)}
             update["apsr_plot"], update["linf_plot"] = curves(run, snap)
             now = time.perf_counter()
@@ -381,33 +538,26 @@ def run_attack(model_name, sample, upload, attack, target, target_upload, steps,
                 update.update(adv_prediction=views["prediction"], perturbation=views["perturbation"][0],
                               adversarial=views["adversarial"], mask=views["mask"])
             yield update
+        final = finish_run(run, scene, job)
     except Exception as error:  # the curves streamed so far stay on the page
-        yield {"status": problem(error)}
+        yield {"warning": problem_message(error)}
         return
-    finally:
-        _unregister(request, run)
-    try:
-        final = finish_run(run, scene, model_name, sample, upload, request)
-    except Exception as error:
-        yield {"status": problem(error)}
-        return
+    if out_of_time:
+        final["status"] += (f"  \n⏱️ Stopped at the {job.gpu_seconds:.0f} s of GPU time booked for this run: "
+                            f"lower the iterations for a complete run.")
     yield final
 
 
-def finish_run(run: LiveAttack, scene: Scene, model_name: str, sample, upload, request) -> Dict[str, Any]:
+def finish_run(run: LiveAttack, scene: Scene, job: RunJob) -> Dict[str, Any]:
     """After the stream: metrics, downloads, replay slider, and the returned (best) iterate's views."""
     result = run.result
     with torch.no_grad():
         adv_prediction = scene.model(result.adv_images[:1]).argmax(1)
     metrics = run_metrics(scene, result, adv_prediction)
-    if upload is None:
-        image_name = sample
-    else:  # a file upload is named by its bytes, an array (API, notebooks) by its pixels
-        image_name = f"upload:{image_digest(upload if isinstance(upload, bytes) else np.asarray(upload))}"
-    spec = RunSpec(model=model_name, image=image_name, attack=run.spec.name, target=scene.target,
+    spec = RunSpec(model=scene.model_name, image=job.image_label, attack=run.spec.name, target=scene.target,
                    params=dict(run.params), seed=run.seed, adv_threshold=run.adv_threshold)
-    paths = write_downloads(result, scene.image, spec, new_run_folder(request),
-                            stem=safe_stem(f"{model_name}_{str(image_name)[:24]}_{run.spec.name}"))
+    paths = write_downloads(result, scene.image, spec, job.folder,
+                            stem=safe_stem(f"{scene.model_name}_{job.image_label[:24]}_{run.spec.name}"))
     snap = run.snapshot()
     # the views show the returned iterate (best by the minimal-norm rule), not the last one
     kept = run.replay(returned=run.returned_frame(adv_prediction))
@@ -427,7 +577,7 @@ def finish_run(run: LiveAttack, scene: Scene, model_name: str, sample, upload, r
                                 label=f"replay: recorded frame (of {len(frames)}, every {kept.stride} iterations)"),
             "metrics": metrics_frame(metrics),
             "downloads": [str(p) for p in paths.values()],
-            "state": kept}  # plain data (no model, thread or lock): safe to keep in the session
+            "state": kept}  # plain data (no model, thread or lock): picklable, safe to keep in the session
 
 
 def safe_stem(text: str) -> str:
@@ -443,8 +593,8 @@ def stop_run(request: gr.Request = None) -> str:
     if not runs:
         return "Nothing is running."
     for run in runs:
-        run.stop()
-    names = ", ".join(f"**{run.spec.title}**" for run in runs)
+        run.stop.request()
+    names = ", ".join(f"**{run.title}**" for run in runs)
     return f"{names}: stopping after the current iteration…"
 
 
@@ -463,41 +613,71 @@ def replay(index: Any, run: Optional[Replay]):
     return views["prediction"], views["perturbation"][0], views["adversarial"], views["mask"], text
 
 
+def compare_job(model_name, sample, upload, target, target_upload, attacks, steps, seed, nu,
+                request) -> CompareJob:
+    """Check a Compare's arguments, decode its pictures and give it a folder (server process)."""
+    if not isinstance(attacks, (list, tuple)) or not all(isinstance(name, str) for name in attacks):
+        raise InputError(f"attacks must be a list of attack names, from {list(ATTACKS)}")
+    specs = [get_attack(name) for name in dict.fromkeys(attacks)]
+    specs = list({spec.name: spec for spec in specs}.values())  # each once
+    steps = whole_number(steps, "iterations", 1)
+    params = tuple(spec.validate_hyperparameters({"num_steps": steps} if "num_steps" in spec.defaults() else {})
+                   for spec in specs)
+    threshold, seed = check_threshold(nu), check_seed(seed)
+    inputs = read_scene_inputs(model_name, sample, upload, target, target_upload)
+    folder = new_run_folder(request)
+    booked = gpu_seconds(sum(spec.gradient_passes(p) for spec, p in zip(specs, params)), inputs.image)
+    return CompareJob(inputs=inputs, attacks=tuple(spec.name for spec in specs), params=params, steps=steps,
+                      seed=seed, adv_threshold=threshold, stop=StopSignal(folder), gpu_seconds=booked,
+                      deadline_s=booked - GPU_SECONDS_MARGIN if ON_ZERO_GPU else None)
+
+
+#: the Compare tab's outputs, in order
+COMPARE_OUTPUTS = ("apsr", "linf", "table", "status")
+
+
 def compare_attacks(model_name, sample, upload, target, target_upload, attacks, steps, seed, nu,
                     request: gr.Request = None):
-    """Run each chosen attack (registry defaults, the same budget) in turn; overlay the curves."""
+    """Run each chosen attack (registry defaults, the same budget) in turn; overlay the curves.
+    Yields (APSR figure, ℓ∞ figure, table, status) tuples."""
     if not attacks:
         yield None, None, None, warn("choose at least one attack to compare")
         return
     try:
-        if not isinstance(attacks, (list, tuple)) or not all(isinstance(name, str) for name in attacks):
-            raise InputError(f"attacks must be a list of attack names, from {list(ATTACKS)}")
-        attacks = list(dict.fromkeys(get_attack(name).name for name in attacks))  # each once
-        scene = prepare_scene(model_name, sample, upload, target, target_upload, device=DEVICE)
+        job = compare_job(model_name, sample, upload, target, target_upload, attacks, steps, seed, nu, request)
     except Exception as error:
         yield None, None, None, problem(error)
         return
+    titles = " vs ".join(get_attack(name).title for name in job.attacks)
+    for update in relay(compare_on_gpu(job), request, f"Compare ({titles})", job.stop):
+        yield tuple(update.get(key, gr.update()) for key in COMPARE_OUTPUTS)
+
+
+def compare_stream(job: CompareJob) -> Iterator[Dict[str, Any]]:
+    """The GPU side of a Compare: each attack in turn on one scene, the curves overlaid, a
+    table of final norms.  Yields plain dicts keyed by :data:`COMPARE_OUTPUTS` (or ``warning``)."""
+    try:
+        scene = build_scene(job.inputs, DEVICE)
+    except Exception as error:
+        yield {"warning": problem_message(error)}
+        return
     series: Dict[str, Dict[str, List[float]]] = {}
     rows = []
-    for name in attacks:
+    started = time.perf_counter()
+    for name, params in zip(job.attacks, job.params):
         spec = get_attack(name)
-        params = {"num_steps": steps} if "num_steps" in spec.defaults() else {}
         try:
-            run = LiveAttack(scene, name, params, seed=check_seed(seed), adv_threshold=nu)
-        except Exception as error:
-            yield gr.update(), gr.update(), gr.update(), problem(error)
-            return
-        _register(request, run)
-        try:
+            run = LiveAttack(scene, name, params, seed=job.seed, adv_threshold=job.adv_threshold,
+                             stop_signal=job.stop)
             for snap in run.snapshots(interval=CURVE_REFRESH_S):
+                if job.deadline_s is not None and time.perf_counter() - started > job.deadline_s:
+                    run.stop()
                 series[name] = snap.history
-                yield (render.apsr_figure(series, nu), render.linf_figure(series), gr.update(),
-                       f"comparing: {status_line(run, snap)}")
+                yield {"apsr": render.apsr_figure(series, job.adv_threshold), "linf": render.linf_figure(series),
+                       "status": f"comparing: {status_line(run, snap)}"}
         except Exception as error:
-            yield gr.update(), gr.update(), gr.update(), problem(error)
+            yield {"warning": problem_message(error)}
             return
-        finally:
-            _unregister(request, run)
         result = run.result
         rows.append({"attack": spec.title, "success": "yes" if bool(result.success[0]) else "no",
                      "APSR": round(float(result.apsr[0]), 4),
@@ -505,8 +685,9 @@ def compare_attacks(model_name, sample, upload, target, target_upload, attacks, 
                      "iterations": result.iterations, "time (s)": round(result.elapsed_s, 2)})
         if result.stopped:
             break
-    yield (render.apsr_figure(series, nu), render.linf_figure(series), pd.DataFrame(rows),
-           f"compared {len(rows)} attack(s) with {steps} iterations each")
+    yield {"apsr": render.apsr_figure(series, job.adv_threshold), "linf": render.linf_figure(series),
+           "table": pd.DataFrame(rows),
+           "status": f"compared {len(rows)} attack(s) with {job.steps} iterations each"}
 
 
 def load_run_file(path: Optional[str]):
@@ -720,17 +901,22 @@ def partial_preset(attack: str):
     return handler
 
 
-def gpu_wrapped(function):
-    """Decorate for Hugging Face ZeroGPU when the ``spaces`` package is importable."""
+def on_gpu(stream: Callable, duration: Callable[..., float]) -> Callable:
+    """``spaces.GPU(duration=duration)(stream)`` when the ``spaces`` package (Hugging Face
+    Spaces) is installed — on ZeroGPU hardware the stream then runs in a GPU worker process,
+    booked for ``duration(job)`` seconds, and what it yields is pickled back; ``spaces`` does
+    nothing elsewhere — and ``stream`` itself without it."""
     try:
         import spaces  # type: ignore
     except ImportError:
-        return function
-    return spaces.GPU(duration=120)(function)
+        return stream
+    return spaces.GPU(duration=duration)(stream)
 
 
-run_attack = gpu_wrapped(run_attack)
-compare_attacks = gpu_wrapped(compare_attacks)
+#: the streams as the handlers call them (looked up at call time, so tests can run them in
+#: another process the way ZeroGPU does)
+attack_on_gpu = on_gpu(attack_stream, booked_seconds)
+compare_on_gpu = on_gpu(compare_stream, booked_seconds)
 
 
 def queued(demo: gr.Blocks, concurrency: Optional[int] = None, queue_size: Optional[int] = None) -> gr.Blocks:
@@ -750,3 +936,9 @@ def launch(**kwargs) -> gr.Blocks:
     kwargs.setdefault("max_file_size", MAX_UPLOAD_BYTES)
     demo.launch(**kwargs)
     return demo
+
+
+def main() -> None:
+    """The ``explorer-app`` command: :func:`launch` with the defaults (``GRADIO_SERVER_NAME``,
+    ``GRADIO_SERVER_PORT``, ``EXPLORER_DEVICE`` and ``EXPLORER_TMP`` are read from the environment)."""
+    launch()

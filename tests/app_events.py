@@ -49,14 +49,14 @@ class RunsOutOfMemory(torch.nn.Module):
 
 
 def run_out_of_memory_in_the_app(monkeypatch):
-    """Make the app's scenes use a model that runs out of CUDA memory after 3 forwards;
-    returns the real ``prepare_scene`` to put back."""
-    real = ui.prepare_scene
+    """Make the app's runs use a model that runs out of CUDA memory after 3 forwards;
+    returns the real ``build_scene`` to put back."""
+    real = ui.build_scene
 
     def failing_scene(*args, **kwargs):
         scene = real(*args, **kwargs)
         error = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
         return dataclasses.replace(scene, model=RunsOutOfMemory(scene.model, error, after=3))
 
-    monkeypatch.setattr(ui, "prepare_scene", failing_scene)
+    monkeypatch.setattr(ui, "build_scene", failing_scene)
     return real

@@ -255,6 +255,8 @@ class AttackSpec:
     params: Tuple[ParamSpec, ...]
     presets: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     targeted_support: bool = True
+    #: attacks run one after another on each image (SEA's members); 1 for a single attack
+    ensemble_size: int = 1
 
     def param(self, name: str) -> ParamSpec:
         for p in self.params:
@@ -265,6 +267,18 @@ class AttackSpec:
     def defaults(self) -> Dict[str, Any]:
         """Hyper-parameter defaults by name."""
         return {p.name: p.default for p in self.params}
+
+    def gradient_passes(self, params: Mapping[str, Any]) -> int:
+        """The forward+backward passes of the model a call with ``params`` (validated
+        hyper-parameters; defaults fill the rest) makes per image at most: ``num_steps`` per
+        bisection step (``search_steps``), per restart (``restarts``), per ensemble member.
+        The bisection attacks report one record per search step, the others one per pass.
+        What a GPU is booked for (:mod:`explorer.ui`)."""
+        values = {**self.defaults(), **params}
+        count = self.ensemble_size
+        for name in ("num_steps", "search_steps", "restarts"):
+            count *= int(values.get(name, 1))
+        return count
 
     def validate(self, params: Mapping[str, Any]) -> Dict[str, Any]:
         """Check a call's keyword arguments against the schema; return them converted.
@@ -354,7 +368,7 @@ def record_hyperparameters(result, hyperparameters: Mapping[str, Any]):
 
 def register_attack(name: str, *, title: str, kind: str, summary: str, reference: str,
                     params: Sequence[ParamSpec], presets: Optional[Dict[str, Dict[str, Any]]] = None,
-                    targeted_support: bool = True):
+                    targeted_support: bool = True, ensemble_size: int = 1):
     """Decorator adding an attack function to :data:`ATTACKS` with its schema.
 
     The decorated function validates its keyword arguments against the schema before
@@ -383,7 +397,7 @@ def register_attack(name: str, *, title: str, kind: str, summary: str, reference
 
         spec = AttackSpec(name=name, function=function, title=title, kind=kind, summary=summary,
                           reference=reference, params=tuple(params), presets=dict(presets or {}),
-                          targeted_support=targeted_support)
+                          targeted_support=targeted_support, ensemble_size=ensemble_size)
 
         @functools.wraps(function)
         def validated(model, images, labels, **kwargs):

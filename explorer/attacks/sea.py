@@ -31,7 +31,7 @@ SEA_LOSSES = ("masked_ce", "segpgd", "js", "spherical")
     summary="ensemble of APGD with radius reduction on masked CE, balanced CE, JS and masked spherical losses",
     reference="Croce, Singh & Hein, Towards Reliable Evaluation and Fast Training of Robust Semantic "
               "Segmentation Models, ECCV 2024 [Croce2024]",
-    params=(EPS, steps_param(300), RANDOM_INIT))
+    params=(EPS, steps_param(300), RANDOM_INIT), ensemble_size=len(SEA_LOSSES))
 def sea(model: nn.Module, images: Tensor, labels: Tensor, *, targeted: bool = False,
         masks: Optional[Tensor] = None, adv_threshold: float = 0.99, eps: float = 8 / 255,
         num_steps: int = 300, random_init: bool = True,

@@ -15,8 +15,10 @@ not decide a ratio; every round's time is printed.
 
 Usage::
 
-    python -m explorer.bench.speed                       # FPN MobileNetV2, 19 classes, 256x512
-    python -m explorer.bench.speed --arch segformer-b0 --height 512 --width 1024 --steps 20
+    explorer-bench speed                       # FPN MobileNetV2, 19 classes, 256x512
+    explorer-bench speed --arch segformer-b0 --height 512 --width 1024 --steps 20
+
+(``python -m explorer.bench speed`` from a checkout without the console scripts.)
 
 The models have random weights (``encoder_weights=None``): speed does not depend on them.
 """

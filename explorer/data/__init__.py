@@ -8,4 +8,6 @@
   classes) scenes
 * :mod:`explorer.data.decode` — every picture and label-map file or array decoded safely
 * :mod:`explorer.data.sources` — the benchmark's image sources (samples, seeds, folders)
+* :mod:`explorer.data.resources` — the folders shipped inside the package (samples, weights)
+  as paths, read through :mod:`importlib.resources`
 """

@@ -1,8 +1,9 @@
 """The shipped sample images: procedural scenes with ground-truth label maps.
 
-``sample_images/`` (at the repository root) holds, per sample, ``<name>.png`` (the RGB
-image) and ``<name>_labels.png`` (a palette PNG whose pixel values are the class ids,
-255 = ignored), plus ``index.json`` listing names, worlds and seeds.  Samples come from
+``explorer/data/sample_images/`` (package data: a wheel installs it) holds, per sample,
+``<name>.png`` (the RGB image) and ``<name>_labels.png`` (a palette PNG whose pixel values
+are the class ids, 255 = ignored), plus ``index.json`` listing names, worlds and seeds, and
+the majority-label street target.  Samples come from
 :data:`explorer.data.splits.SAMPLE_SEEDS`, which no model was trained on.
 
     >>> from explorer.data.samples import list_samples, load_sample
@@ -22,12 +23,16 @@ import numpy as np
 import torch
 from PIL import Image
 
+from explorer.data.resources import package_folder
 from explorer.errors import InputError
 from explorer.targets import background_target, resize_label_map
 
-#: Folder of the samples; ``EXPLORER_SAMPLES_DIR`` overrides it.
-SAMPLES_DIR = Path(os.environ.get("EXPLORER_SAMPLES_DIR",
-                                  Path(__file__).resolve().parent.parent.parent / "sample_images"))
+#: the environment variable naming another samples folder (read once, at import)
+SAMPLES_DIR_VARIABLE = "EXPLORER_SAMPLES_DIR"
+#: the samples shipped inside the package, read through importlib.resources
+SHIPPED_SAMPLES_DIR = package_folder("explorer.data", "sample_images")
+#: Folder of the samples: ``$EXPLORER_SAMPLES_DIR`` if set, else :data:`SHIPPED_SAMPLES_DIR`.
+SAMPLES_DIR = Path(os.environ.get(SAMPLES_DIR_VARIABLE) or SHIPPED_SAMPLES_DIR).expanduser()
 #: the smoothed majority-label street layout (made by ``python -m explorer.tools.majority``)
 MAJORITY_TARGET_NAME = "street_majority_target.png"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

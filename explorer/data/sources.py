@@ -2,7 +2,7 @@
 
 An image source is named on the command line by one of
 
-* ``samples`` — the shipped sample images of the model's world (``sample_images/``);
+* ``samples`` — the shipped sample images of the model's world (``explorer/data/sample_images/``);
 * ``seeds:A-B`` — procedural scenes of the model's world, seeds ``A`` to ``B`` inclusive,
   rendered at the world's training resolution (pick seeds outside
   :func:`explorer.data.splits.training_seeds`, e.g. the validation seeds 10000-10199);

@@ -1,6 +1,6 @@
 """Which procedural seeds are used for what, so that no evaluation image was trained on.
 
-* ``SAMPLE_SEEDS`` — the shipped sample images (``sample_images/``).
+* ``SAMPLE_SEEDS`` — the shipped sample images (``explorer/data/sample_images/``).
 * ``VALIDATION_SEEDS`` — the validation set of the model cards.
 * ``TRAIN_SEED_START`` — training scenes use seeds ``TRAIN_SEED_START + i``.
 

@@ -27,6 +27,7 @@ from explorer.attacks.core import AttackResult, IterationRecord, SegmentationTas
 from explorer.data.datasets import DatasetInfo
 from explorer.errors import InputError
 from explorer.live.scene import Scene
+from explorer.live.stops import StopSignal
 from explorer.metrics import apsr, confusion_matrix, mean_iou, pixel_accuracy
 from explorer.validation import check_seed
 
@@ -104,12 +105,14 @@ class LiveAttack:
     ``params`` are the attack's hyper-parameters (validated against the registry schema
     here, so a bad value fails before anything starts).  Frames for replay are kept every
     ``stride`` iterations, where the stride keeps at most :data:`MAX_FRAMES` frames and
-    :data:`FRAME_BUDGET_BYTES` bytes.
+    :data:`FRAME_BUDGET_BYTES` bytes.  Besides :meth:`stop` (same process), a
+    :class:`~explorer.live.stops.StopSignal` is looked at after every iteration: a stop asked
+    for by another process ends the run within one iteration too.
     """
 
     def __init__(self, scene: Scene, attack: str, params: Mapping[str, Any], seed: int = 0,
                  adv_threshold: float = 0.99, frame_budget_bytes: int = FRAME_BUDGET_BYTES,
-                 max_frames: int = MAX_FRAMES):
+                 max_frames: int = MAX_FRAMES, stop_signal: Optional[StopSignal] = None):
         self.scene = scene
         self.spec = get_attack(attack)
         self.params = self.spec.validate_hyperparameters(params)
@@ -128,6 +131,7 @@ class LiveAttack:
         self.result: Optional[AttackResult] = None
         self.error: Optional[BaseException] = None
         self._stop = threading.Event()
+        self._stop_signal = stop_signal
         self._news = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
@@ -177,6 +181,8 @@ class LiveAttack:
             if record.iteration % self.stride == 0 or last:
                 self.frames.append(frame)
         self._news.put(record.iteration)
+        if self._stop_signal is not None and self._stop_signal.requested():
+            self._stop.set()
         return self._stop.is_set()
 
     def _work(self) -> None:

@@ -21,7 +21,7 @@ from explorer.data.worlds import WORLDS
 from explorer.errors import InputError
 from explorer.live.inputs import decode_target_map, decode_upload
 from explorer.models import load_model
-from explorer.models.registry import check_name
+from explorer.models.registry import check_name, get_model_entry
 from explorer.targets import TARGETS, background_target, custom_target, resize_label_map, target_choices
 
 
@@ -68,10 +68,25 @@ class Scene:
         return "ground truth" if self.ground_truth is not None else "clean prediction"
 
 
-def prepare_scene(model_name: str, sample: Optional[str] = None, upload: Any = None,
-                  target: str = "untargeted", target_map: Any = None,
-                  device: Optional[str] = None) -> Scene:
-    """Load model and image, predict, and build the attack's labels for ``target``.
+@dataclass(frozen=True)
+class SceneInputs:
+    """What a scene is made of before any model runs: plain data on the CPU (decoded image,
+    ground truth, target map), so it can be built in the server process and cross into a
+    GPU worker (ZeroGPU pickles it) without decoding anything there."""
+
+    model_name: str
+    dataset: DatasetInfo
+    image: Tensor                       #: (3, H, W) float in [0, 1], CPU
+    image_name: str                     #: sample name, or "upload"
+    ground_truth: Optional[Tensor]      #: (H, W) int64, CPU, when the sample is labelled with the model's classes
+    target: str                         #: a key of TARGETS
+    target_map: Optional[Tensor] = None  #: (H, W) int64, CPU: the majority layout or an uploaded map
+    notice: str = ""
+
+
+def read_scene_inputs(model_name: str, sample: Optional[str] = None, upload: Any = None,
+                      target: str = "untargeted", target_map: Any = None) -> SceneInputs:
+    """Check the names and decode the pictures of a scene (CPU only; no model is loaded).
 
     ``upload`` (an array, or the bytes or path of a picture file, decoded by
     :func:`explorer.data.decode.decode_image_file`) wins over ``sample`` (a shipped sample
@@ -82,8 +97,7 @@ def prepare_scene(model_name: str, sample: Optional[str] = None, upload: Any = N
     """
     if not isinstance(target, str) or target not in TARGETS:
         raise InputError(f"unknown target {repr(target)[:60]}; choose one of {list(TARGETS)}")
-    model = cached_model(model_name, device)
-    dataset = model.dataset
+    dataset = get_model_entry(model_name).dataset_info
     if target not in target_choices(dataset):
         raise InputError(f"target {TARGETS[target]!r} is not available for {model_name} "
                          f"({dataset.name} classes); choose one of {target_choices(dataset)}")
@@ -96,31 +110,49 @@ def prepare_scene(model_name: str, sample: Optional[str] = None, upload: Any = N
         image, labels, world = load_sample(sample)
         image_name = sample
         if WORLDS[world].dataset.name == dataset.name:
-            ground_truth = labels[None]
+            ground_truth = labels
         else:
             notice = f"{sample} is labelled with {WORLDS[world].dataset.name} classes: attacking the clean prediction"
     else:
         raise InputError("no image: pick a sample or upload a picture")
-    device_ = next(model.parameters()).device
-    image = image[None].to(device_)
-    with torch.no_grad():
-        clean_prediction = model(image).argmax(1)
-    if ground_truth is not None:
-        ground_truth = ground_truth.to(device_)
-    reference = ground_truth if ground_truth is not None else clean_prediction
     size = tuple(image.shape[-2:])
-    if target == "untargeted":
-        labels = reference
-    elif target == "background":
-        labels = background_target(reference, dataset.background_class, keep_ignored=True,
-                                   num_classes=dataset.num_classes)
-    elif target == "majority":
-        layout = load_majority_target()
-        labels = resize_label_map(layout, size)[None].to(device_)
-    else:
+    layout = None
+    if target == "majority":
+        layout = resize_label_map(load_majority_target(), size)
+    elif target == "custom":
         uploaded, map_notice = decode_target_map(target_map, dataset, size)
         notice = "; ".join(filter(None, [notice, map_notice]))
-        labels = custom_target(uploaded, dataset.num_classes)[None].to(device_)
-    return Scene(model_name=model_name, model=model, image=image, image_name=image_name,
-                 ground_truth=ground_truth, clean_prediction=clean_prediction, target=target,
-                 attack_labels=labels.to(device=device_, dtype=torch.long), notice=notice)
+        layout = custom_target(uploaded, dataset.num_classes)
+    return SceneInputs(model_name=model_name, dataset=dataset, image=image, image_name=image_name,
+                       ground_truth=ground_truth, target=target, target_map=layout, notice=notice)
+
+
+def build_scene(inputs: SceneInputs, device: Optional[str] = None) -> Scene:
+    """Load the model on ``device`` (default: CUDA when available), predict the clean image
+    and build the attack's label map for the inputs' target."""
+    model = cached_model(inputs.model_name, device)
+    device_ = next(model.parameters()).device
+    image = inputs.image[None].to(device_)
+    with torch.no_grad():
+        clean_prediction = model(image).argmax(1)
+    ground_truth = inputs.ground_truth[None].to(device_) if inputs.ground_truth is not None else None
+    reference = ground_truth if ground_truth is not None else clean_prediction
+    if inputs.target == "untargeted":
+        labels = reference
+    elif inputs.target == "background":
+        dataset = inputs.dataset
+        labels = background_target(reference, dataset.background_class, keep_ignored=True,
+                                   num_classes=dataset.num_classes)
+    else:
+        labels = inputs.target_map[None]
+    return Scene(model_name=inputs.model_name, model=model, image=image, image_name=inputs.image_name,
+                 ground_truth=ground_truth, clean_prediction=clean_prediction, target=inputs.target,
+                 attack_labels=labels.to(device=device_, dtype=torch.long), notice=inputs.notice)
+
+
+def prepare_scene(model_name: str, sample: Optional[str] = None, upload: Any = None,
+                  target: str = "untargeted", target_map: Any = None,
+                  device: Optional[str] = None) -> Scene:
+    """Load model and image, predict, and build the attack's labels for ``target``: what
+    :func:`read_scene_inputs` (names, decoding) and :func:`build_scene` (model) do in turn."""
+    return build_scene(read_scene_inputs(model_name, sample, upload, target, target_map), device)

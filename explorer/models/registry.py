@@ -15,6 +15,7 @@
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import warnings
@@ -26,12 +27,14 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 import torch
 
 from explorer.data.datasets import DATASETS, DatasetInfo, get_dataset
+from explorer.data.resources import package_folder
 from explorer.errors import InputError
 from explorer.models import loaders
 from explorer.models.wrapper import SegmentationModel
 
-#: default folder of the shipped models (overridden by $EXPLORER_WEIGHTS_DIR)
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+#: default folder of the shipped models, package data read through importlib.resources
+#: (overridden by $EXPLORER_WEIGHTS_DIR)
+WEIGHTS_DIR = package_folder("explorer.models", "weights")
 WEIGHTS_DIR_VARIABLE = "EXPLORER_WEIGHTS_DIR"
 KINDS = ("shipped", "online")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -55,6 +58,12 @@ class ModelEntry:
     loader: Callable[[str], SegmentationModel] = field(repr=False, compare=False)
     world: Optional[str] = None
     card: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: packages the loader imports beyond the explorer's own dependencies (an extra's)
+    requires: Tuple[str, ...] = ()
+
+    def missing_packages(self) -> List[str]:
+        """The packages of :attr:`requires` this environment lacks (a model that cannot load here)."""
+        return [package for package in self.requires if importlib.util.find_spec(package) is None]
 
     @property
     def dataset_info(self) -> DatasetInfo:
@@ -103,7 +112,8 @@ def _hf_segformer(name: str, variant: str, hub_id: str, size: Tuple[int, int]) -
                      f"preprocessed as its image processor does (resize, ImageNet normalisation); the "
                      f"1/4-resolution logits are upsampled. Downloaded from the Hugging Face hub on first use."),
         source=hub_id, loader=partial(loaders.load_hf_segformer, name=name, dataset="cityscapes",
-                                      input_size=size))
+                                      input_size=size),
+        requires=("transformers",))
 
 
 #: the online models, in display order (ids checked against the hub / torchvision)

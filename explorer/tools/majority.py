@@ -10,8 +10,11 @@ Two sources of label maps:
 
 Usage::
 
-    python -m explorer.tools.majority                                   # -> sample_images/street_majority_target.png
+    python -m explorer.tools.majority    # -> explorer/data/sample_images/street_majority_target.png
     python -m explorer.tools.majority --cityscapes-root /data/cityscapes --out cityscapes_majority.png
+
+The default output is the samples folder (:data:`explorer.data.samples.SAMPLES_DIR`: the
+package's ``sample_images`` in a checkout, or ``$EXPLORER_SAMPLES_DIR``).
 
 Both call :func:`explorer.targets.majority_label_target`: per-pixel vote (the ignore
 label votes too, so the bonnet and borders stay ignored), then a Gaussian smoothing of

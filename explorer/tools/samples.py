@@ -2,7 +2,8 @@
 
 Samples come from :data:`explorer.data.splits.SAMPLE_SEEDS` (no model was trained on them),
 rendered at each world's training resolution, and are written with an ``index.json`` that
-:mod:`explorer.data.samples` reads.
+:mod:`explorer.data.samples` reads, by default into the package's ``explorer/data/sample_images/``
+(:data:`explorer.data.samples.SAMPLES_DIR`, which ``$EXPLORER_SAMPLES_DIR`` overrides).
 """
 from __future__ import annotations
 

@@ -62,7 +62,8 @@ def test_an_unexpected_error_in_a_handler_is_a_warning_not_a_crash(monkeypatch):
     def broken(*args, **kwargs):
         raise KeyError("something internal")
 
-    monkeypatch.setattr(ui, "prepare_scene", broken)
+    monkeypatch.setattr(ui, "prepare_scene", broken)  # the preview's scene
+    monkeypatch.setattr(ui, "build_scene", broken)  # the run's, in its GPU stream
     *_, status = ui.preview(STREET, "street-000", None, "untargeted", None)
     assert status.startswith("⚠️") and "still running" in status
     assert run_event(sample="street-000")[0]["status"].startswith("⚠️")
@@ -73,5 +74,5 @@ def test_out_of_memory_in_the_app_is_a_warning_and_the_next_run_works(monkeypatc
     updates = run_event(upload=png(), steps=20)
     assert updates[-1]["status"].startswith("⚠️") and "smaller image" in updates[-1]["status"]
     assert any("apsr_plot" in u for u in updates[:-1])  # the curves streamed before stay shown
-    monkeypatch.setattr(ui, "prepare_scene", real)
+    monkeypatch.setattr(ui, "build_scene", real)
     assert "finished after 2" in run_event(upload=png())[-1]["status"]

@@ -94,14 +94,14 @@ def test_eight_sessions_get_their_own_results_and_a_ninth_is_told_the_queue_is_f
     from gradio_client.utils import QueueError, Status
 
     gate, entered = threading.Event(), []
-    real = ui.prepare_scene
+    real = ui.build_scene
 
     def held(*args, **kwargs):  # holds the running requests until the queue has been filled
         entered.append(1)
         assert gate.wait(60), "the test never opened the gate"
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ui, "prepare_scene", held)
+    monkeypatch.setattr(ui, "build_scene", held)
     files = []
     for i in range(SESSIONS + 1):
         path = tmp_path / f"picture{i}.png"
@@ -158,7 +158,7 @@ def test_the_served_app_warns_about_bad_files_and_out_of_memory_and_keeps_servin
     final = client.predict("street-fpn-mobilenet", None, handle_file(str(good)), "alma_prox", "untargeted",
                            None, 20, 0, 0.99, api_name="/run")
     assert final[0].startswith("⚠️") and "smaller image" in final[0]
-    monkeypatch.setattr(ui, "prepare_scene", real)
+    monkeypatch.setattr(ui, "build_scene", real)
     final = client.predict("street-fpn-mobilenet", None, handle_file(str(good)), "alma_prox", "untargeted",
                            None, 3, 0, 0.99, api_name="/run")
     assert "finished after 3 iterations" in final[0]

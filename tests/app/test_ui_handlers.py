@@ -63,7 +63,7 @@ def test_stop_is_per_session():
     assert ui.stop_run(request("nobody")) == "Nothing is running."
     assert "stopping" in ui.stop_run(request("a"))
     a, b = ui.session_key(request("a")), ui.session_key(request("b"))
-    assert ui.ACTIVE_RUNS[a][0].stopping and not ui.ACTIVE_RUNS[b][0].stopping
+    assert ui.ACTIVE_RUNS[a][0].stop.requested() and not ui.ACTIVE_RUNS[b][0].stop.requested()
     final = list(first)[-1]
     assert "stopped" in final["status"]
     second.close()  # a viewer leaving stops its run too
@@ -76,3 +76,16 @@ def test_compare_overlays_every_chosen_attack():
     apsr_figure, linf_figure, table, status = outputs[-1]
     assert list(table["attack"]) == ["ALMA prox", "DAG"] and "2 attack" in status
     assert {t.name for t in apsr_figure.data} == {"alma_prox", "dag"}
+
+
+def test_the_model_menu_offers_only_models_that_load_here(monkeypatch):
+    import importlib.util
+
+    offered = [name for _, name in ui.model_choices()]
+    assert "hf-segformer-b0-cityscapes" in offered  # transformers is installed for the tests
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "transformers" else real(name, *a))
+    offered = [name for _, name in ui.model_choices()]
+    assert "hf-segformer-b0-cityscapes" not in offered and STREET in offered
+    assert all(not ui.MODELS[name].missing_packages() for name in offered)

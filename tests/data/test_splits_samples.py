@@ -1,4 +1,10 @@
 """Seed splits, the shipped sample images and the shipped majority-label target."""
+import os
+import shutil
+import subprocess
+import sys
+from importlib.resources import files
+
 import numpy as np
 import pytest
 import torch
@@ -67,3 +73,18 @@ def test_shipped_majority_target_matches_recipe_shape():
     assert shares[0] > 0.2 and shares[2] > 0.1
     assert (target == 255).any()
     assert (target[-1] == 255).all()  # the bottom row is bonnet / border
+
+
+def test_samples_are_package_data_and_the_environment_can_point_elsewhere(tmp_path):
+    """By default the samples are read from the installed package (importlib.resources);
+    ``EXPLORER_SAMPLES_DIR`` names another folder of the same layout (read at import)."""
+    assert SAMPLES_DIR == files("explorer.data") / "sample_images"
+    other = tmp_path / "samples"
+    shutil.copytree(SAMPLES_DIR, other)
+    (other / "index.json").write_text('{"samples": [{"name": "street-000", "world": "street", "seed": 0}]}')
+    code = ("from explorer.data.samples import SAMPLES_DIR, list_samples, majority_target_path\n"
+            "print(SAMPLES_DIR, list_samples(), majority_target_path().is_file())")
+    env = dict(os.environ, EXPLORER_SAMPLES_DIR=str(other), OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(other), "['street-000']", "True"]
