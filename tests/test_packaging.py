@@ -157,7 +157,7 @@ def test_wheel_holds_every_file_the_package_reads(wheel):
         assert any(r.replace("-", "_").startswith("huggingface_hub") for r in requires)
 
         scripts = archive.read(f"{dist_info}/entry_points.txt").decode()
-        assert "explorer-app = explorer.ui:launch" in scripts
+        assert "explorer-app = explorer.ui:main" in scripts
         assert "explorer-bench = explorer.bench.cli:main" in scripts
         assert "explorer-bench-core" not in scripts
 
