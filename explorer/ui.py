@@ -34,6 +34,7 @@ Previews run on the CPU when on ZeroGPU (outside any GPU function).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import itertools
@@ -62,9 +63,23 @@ from explorer.data.samples import list_samples
 from explorer.data.worlds import world_of_dataset
 from explorer.errors import InputError
 from explorer.live import render
-from explorer.live.exports import MAX_RUN_FILE_BYTES, RunSpec, image_digest, write_downloads
+from explorer.live.exports import (
+    MAX_RUN_FILE_BYTES,
+    RunSpec,
+    image_digest,
+    write_downloads,
+    write_replay_animation,
+)
 from explorer.live.run import Frame, LiveAttack, Replay, Snapshot, friendly_error, run_metrics
-from explorer.live.scene import Scene, SceneInputs, build_scene, prepare_scene, read_scene_inputs
+from explorer.live.scene import (
+    Scene,
+    SceneInputs,
+    build_scene,
+    cached_model,
+    clean_scores_per_sample,
+    prepare_scene,
+    read_scene_inputs,
+)
 from explorer.live.stops import StopSignal
 from explorer.models import MODELS, available_models, get_model_entry
 from explorer.targets import TARGETS, target_choices
@@ -80,8 +95,9 @@ CONCURRENCY = int(os.environ.get("EXPLORER_CONCURRENCY", "2"))
 QUEUE_SIZE = int(os.environ.get("EXPLORER_QUEUE_SIZE", "16"))
 #: the iteration budget slider's range
 MAX_STEPS = 2000
-DEFAULT_STEPS = 200
 DEFAULT_ATTACK = "alma_prox"
+#: the budget the page opens with: the default attack's own default (as choosing it sets)
+DEFAULT_STEPS = get_attack(DEFAULT_ATTACK).defaults()["num_steps"]
 #: device for attacks: $EXPLORER_DEVICE, else CUDA when available
 DEVICE = os.environ.get("EXPLORER_DEVICE") or None
 #: on a Hugging Face ZeroGPU Space (set by the Space; ``spaces`` reads the same variable)
@@ -140,6 +156,28 @@ def default_model() -> str:
     return shipped[0] if shipped else available_models()[0]
 
 
+@functools.lru_cache(maxsize=32)
+def default_sample(model_name: str) -> Optional[str]:
+    """The sample shown when a model is chosen: for a shipped model the sample of its world it
+    segments best (highest clean mIoU, :func:`explorer.live.scene.clean_scores_per_sample`,
+    computed once per model), so a first run starts from a correct map; for others (or if
+    that fails) the first."""
+    samples = samples_for(model_name)
+    if not samples:
+        return None
+    if get_model_entry(model_name).kind == "shipped":
+        try:
+            scores = {name: score["miou"] for name, score in
+                      clean_scores_per_sample(model_name, PREVIEW_DEVICE).items()}
+        except Exception as error:  # a model that cannot load is reported by the preview
+            LOG.warning("no clean accuracies for %s: %s", model_name, error)
+            scores = {}
+        ranked = sorted((name for name in samples if name in scores), key=lambda name: -scores[name])
+        if ranked:
+            return ranked[0]
+    return samples[0]
+
+
 def samples_for(model_name: str) -> List[str]:
     """The samples labelled with the model's classes (all samples if none are)."""
     world = world_of_dataset(get_model_entry(model_name).dataset)
@@ -152,7 +190,7 @@ def target_radio_choices(model_name: str) -> List[Tuple[str, str]]:
 
 
 def attack_choices() -> List[Tuple[str, str]]:
-    return [(f"{spec.title} ({spec.kind})", name) for name, spec in ATTACKS.items()]
+    return [(f"{spec.label()} ({spec.kind})", name) for name, spec in ATTACKS.items()]
 
 
 def controlled_params(spec) -> List[ParamSpec]:
@@ -307,7 +345,7 @@ def views_of_frame(clean: np.ndarray, dataset, frame: Frame) -> Dict[str, Any]:
     return {
         "prediction": render.upscale_nearest(render.colorize(frame.prediction, dataset)),
         "perturbation": (render.upscale_nearest(picture), gain),
-        "adversarial": render.image_to_uint8(np.clip(clean + delta, 0, 1)),
+        "adversarial": render.upscale_nearest(render.image_to_uint8(np.clip(clean + delta, 0, 1))),
         "mask": render.upscale_nearest(render.render_mask(frame.mask)),
     }
 
@@ -316,18 +354,26 @@ def status_line(run: LiveAttack, snap: Snapshot) -> str:
     """Iteration, speed, time left, current APSR and norms (Markdown)."""
     h = snap.history
     if not h["iteration"]:
-        return f"**{run.spec.title}** starting…"
+        return f"**{run.spec.label(run.params)}** starting…"
     best = h["best_linf"][-1]
     best_text = "—" if not np.isfinite(best) else f"{best * 255:.3f}/255"
     state = "done" if snap.done else ("stopping…" if run.stopping else "running")
-    return (f"**{run.spec.title}** {state} · iteration **{snap.iteration}/{snap.num_steps}** · "
+    return (f"**{run.spec.label(run.params)}** {state} · iteration **{snap.iteration}/{snap.num_steps}** · "
             f"{snap.rate:.1f} it/s · {snap.eta_s:.0f} s left · APSR {h['apsr'][-1]:.3f} · "
             f"ℓ∞ {h['linf'][-1] * 255:.3f}/255 · best successful ℓ∞ {best_text}")
 
 
+#: the curves' titles, in plain words
+APSR_TITLE = "APSR: share of the labelled pixels fooled"
+LINF_TITLE = "ℓ∞: largest change to any pixel (×255)"
+
+
 def curves(run: LiveAttack, snap: Snapshot):
+    """The APSR and ℓ∞ figures of one run as it stands."""
     series = {run.spec.name: snap.history}
-    return render.apsr_figure(series, run.adv_threshold), render.linf_figure(series)
+    titles = {run.spec.name: run.spec.label(run.params)}
+    return (render.apsr_figure(series, run.adv_threshold, title=APSR_TITLE, titles=titles),
+            render.linf_figure(series, title=LINF_TITLE, titles=titles))
 
 
 def metrics_frame(metrics: Dict[str, Any]) -> pd.DataFrame:
@@ -343,36 +389,61 @@ def metrics_frame(metrics: Dict[str, Any]) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- event handlers
 
+#: said when a picture is uploaded to a shipped model (they know only their procedural world)
+OUTSIDE_WORLD_NOTICE = ("the shipped models were trained on procedural {world} scenes only: a photo is "
+                        "segmented poorly, and the attack is measured against that clean prediction")
+
+
 def preview(model_name: str, sample: Optional[str], upload: Any, target: str, target_upload: Any):
-    """Clean view: image, reference labels, clean prediction, attack labels; a status line."""
+    """Clean view: image, reference labels, clean prediction, attack labels, the legend of
+    their classes; a status line."""
     try:
         scene = prepare_scene(model_name, sample, upload, target, target_upload, device=PREVIEW_DEVICE)
     except Exception as error:
-        return None, None, None, None, problem(error)
+        return None, None, None, None, "", problem(error)
     dataset = scene.dataset
-    image = render.image_to_uint8(scene.image)
+    # the photo at the maps' displayed size (pixel-art scaling for all), so they compare pixel for pixel
+    image = render.upscale_nearest(render.image_to_uint8(scene.image))
     reference = render.upscale_nearest(render.colorize(scene.reference[0], dataset))
     clean = render.upscale_nearest(render.colorize(scene.clean_prediction[0], dataset))
     labels = render.upscale_nearest(render.colorize(scene.attack_labels[0], dataset))
     h, w = scene.image.shape[-2:]
     text = (f"{scene.model_name} · {scene.image_name} ({w}×{h}) · {TARGETS[scene.target]} · "
             f"reference: {scene.reference_name}. Press **Run**.")
-    if scene.notice:
-        text += f"  \nℹ️ {scene.notice}"
-    return image, reference, clean, labels, text
+    entry = get_model_entry(scene.model_name)
+    notices = [scene.notice]
+    if upload is not None and entry.kind == "shipped" and entry.world:
+        notices.append(OUTSIDE_WORLD_NOTICE.format(world=entry.world))
+    for notice in filter(None, notices):
+        text += f"  \nℹ️ {notice}"
+    legend = render.class_legend_html(dataset, scene.reference[0].cpu().numpy(),
+                                      scene.clean_prediction[0].cpu().numpy(), scene.attack_labels[0].cpu().numpy())
+    return image, reference, clean, labels, legend, text
 
 
-def on_model_change(model_name: str, sample: Optional[str] = None, target: Optional[str] = None):
+def on_model_change(model_name: str, sample: Optional[str] = None, target: Optional[str] = None,
+                    target_upload: Any = None, shown_dataset: Optional[str] = None):
     """New model: restrict the samples to its classes and the targets to those it supports
-    (keeping the current choices when they still apply)."""
+    (keeping the current choices when they still apply).  An uploaded target map was read
+    for the classes of the model shown before (``shown_dataset``): for a model of other
+    classes it is cleared, with a notice, instead of being resized and applied silently.
+    Returns updates for (sample, target, target upload, shown dataset)."""
     try:
+        entry = get_model_entry(model_name)
         samples = samples_for(model_name)
         targets = target_radio_choices(model_name)
     except InputError as error:
         raise gr.Error(str(error)) from None
-    sample = sample if sample in samples else (samples[0] if samples else None)
+    sample = sample if sample in samples else default_sample(model_name)
+    clear_map = target_upload is not None and shown_dataset not in (None, entry.dataset)
+    if clear_map:
+        gr.Info(f"The uploaded target map was made for {shown_dataset} classes and {model_name} predicts "
+                f"{entry.dataset} classes: it was cleared; upload a map for this model.")
+        if target == "custom":
+            target = "untargeted"
     target = target if target in [value for _, value in targets] else "untargeted"
-    return gr.update(choices=samples, value=sample), gr.update(choices=targets, value=target)
+    return (gr.update(choices=samples, value=sample), gr.update(choices=targets, value=target),
+            gr.update(value=None) if clear_map else gr.update(), entry.dataset)
 
 
 def on_attack_change(attack: str):
@@ -387,6 +458,28 @@ def default_steps(attack: str):
     except InputError as error:
         raise gr.Error(str(error)) from None
     return gr.update(value=steps, interactive=True) if steps is not None else gr.update(interactive=False)
+
+
+def budget_text(attack: str, steps: Any, *values: Any) -> str:
+    """What the iteration budget means for the chosen attack, in model passes: SEA runs its
+    four members in turn, the bisection attacks run the budget at every search step."""
+    try:
+        spec = get_attack(attack)
+        params = spec.validate_hyperparameters(params_from_widgets(spec.name, steps, values))
+    except InputError as error:
+        return f"⚠️ {error}"
+    values_ = {**spec.defaults(), **params}
+    factors = []
+    if spec.ensemble_size > 1:
+        factors.append(f"{spec.ensemble_size} attacks in turn")
+    if "search_steps" in values_:
+        factors.append(f"{values_['search_steps']} bisection steps")
+    if int(values_.get("restarts", 1)) > 1:
+        factors.append(f"{values_['restarts']} restarts")
+    text = f"{spec.label(params)}: **{spec.gradient_passes(params)} forward+backward passes** of the model"
+    if factors and "num_steps" in values_:
+        text += " = " + " × ".join(factors + [f"{values_['num_steps']} iterations"])
+    return text
 
 
 def apply_preset(attack: str, preset: Optional[str]):
@@ -507,7 +600,7 @@ def run_attack(model_name, sample, upload, attack, target, target_upload, steps,
     except Exception as error:
         yield {"status": problem(error)}
         return
-    yield from relay(attack_on_gpu(job), request, get_attack(job.attack).title, job.stop)
+    yield from relay(attack_on_gpu(job), request, get_attack(job.attack).label(job.params), job.stop)
 
 
 def attack_stream(job: RunJob) -> Iterator[Dict[str, Any]]:
@@ -548,36 +641,71 @@ def attack_stream(job: RunJob) -> Iterator[Dict[str, Any]]:
     yield final
 
 
+def next_hint(run: LiveAttack, scene: Scene, result) -> str:
+    """A "try this next" line after a run: one step that teaches something about this run."""
+    if result.stopped:
+        return "Run it to the end, or replay what it did so far with the slider."
+    if not bool(result.success[0]):
+        return ("It did not reach ν: raise the iterations, or (fixed-budget attacks) the radius ε — "
+                "or lower ν to see how close it came.")
+    if run.spec.kind == "fixed-budget":
+        return ("Fixed-budget attacks use the whole radius ε. Try ALMA prox on the same scene: it finds the "
+                "smallest perturbation that succeeds.")
+    if not scene.targeted:
+        return ("Try a target (all background, or the street layout): a targeted attack needs a larger "
+                "perturbation, and its map comes out tidy instead of a patchwork.")
+    return "Compare it with the other minimal-norm attacks in the Compare tab: who finds the smallest ℓ∞?"
+
+
+def replay_slider_update(replay: Replay) -> Dict[str, Any]:
+    """The replay slider for a finished run: over iterations 0 … last recorded, at the
+    returned iterate; hidden when there is only one frame (a slider needs min < max)."""
+    first, last = replay.frames[0].iteration, replay.frames[-1].iteration
+    if len(replay.frames) < 2 or last <= first:
+        return gr.update(visible=False, value=first)
+    value = replay.returned.iteration if replay.returned is not None else last
+    return gr.update(minimum=first, maximum=last, value=min(max(value, first), last), step=1, visible=True,
+                     label=f"replay: iteration (0–{last}; {len(replay.frames)} frames recorded, every "
+                           f"{replay.stride}; type a number or drag)")
+
+
 def finish_run(run: LiveAttack, scene: Scene, job: RunJob) -> Dict[str, Any]:
-    """After the stream: metrics, downloads, replay slider, and the returned (best) iterate's views."""
+    """After the stream: metrics, downloads (the movie of the run included), replay slider,
+    and the returned (best) iterate's views beside the clean ones."""
     result = run.result
     with torch.no_grad():
         adv_prediction = scene.model(result.adv_images[:1]).argmax(1)
     metrics = run_metrics(scene, result, adv_prediction)
     spec = RunSpec(model=scene.model_name, image=job.image_label, attack=run.spec.name, target=scene.target,
                    params=dict(run.params), seed=run.seed, adv_threshold=run.adv_threshold)
-    paths = write_downloads(result, scene.image, spec, job.folder,
-                            stem=safe_stem(f"{scene.model_name}_{job.image_label[:24]}_{run.spec.name}"))
+    stem = safe_stem(f"{scene.model_name}_{job.image_label[:24]}_{run.spec.name}")
+    paths = write_downloads(result, scene.image, spec, job.folder, stem=stem)
     snap = run.snapshot()
     # the views show the returned iterate (best by the minimal-norm rule), not the last one
     kept = run.replay(returned=run.returned_frame(adv_prediction))
-    frames = kept.frames
+    paths["gif"] = write_replay_animation(kept, job.folder, stem)
     ending = "stopped" if result.stopped else "finished"
     best = "no success" if not bool(result.success[0]) else f"ℓ∞ = {float(result.linf[0]) * 255:.3f}/255"
-    status = (f"**{run.spec.title}** {ending} after {result.iterations} iterations in "
+    status = (f"**{run.spec.label(run.params)}** {ending} after {result.iterations} iterations in "
               f"{result.elapsed_s:.1f} s · returned iterate: APSR {float(result.apsr[0]):.3f}, {best}. "
-              f"Replay any recorded iteration with the slider (every {kept.stride}).")
+              f"Replay any recorded iteration with the slider.  \n**Try this next:** "
+              f"{next_hint(run, scene, result)}")
     views = views_of_frame(kept.clean_image, kept.dataset, kept.returned)
     apsr_plot, linf_plot = curves(run, snap)
+    clean = render.image_to_uint8(kept.clean_image)
+    clean_prediction = render.colorize(scene.clean_prediction[0], scene.dataset)
+    adv_map = kept.returned.prediction
     return {"status": status, "adv_prediction": views["prediction"], "perturbation": views["perturbation"][0],
             "adversarial": views["adversarial"], "mask": views["mask"],
             "apsr_plot": apsr_plot, "linf_plot": linf_plot,
-            "replay": gr.update(minimum=0, maximum=max(len(frames) - 1, 0), value=max(len(frames) - 1, 0),
-                                step=1, visible=len(frames) > 1,
-                                label=f"replay: recorded frame (of {len(frames)}, every {kept.stride} iterations)"),
+            "replay": replay_slider_update(kept),
             "metrics": metrics_frame(metrics),
             "downloads": [str(p) for p in paths.values()],
-            "state": kept}  # plain data (no model, thread or lock): picklable, safe to keep in the session
+            "state": kept,  # plain data (no model, thread or lock): picklable, safe to keep in the session
+            "adv_legend": render.class_legend_html(scene.dataset, adv_map),
+            "image_slider": tuple(render.same_size(clean, views["adversarial"])),
+            "prediction_slider": tuple(render.same_size(clean_prediction,
+                                                        render.colorize(adv_map, scene.dataset)))}
 
 
 def safe_stem(text: str) -> str:
@@ -598,19 +726,33 @@ def stop_run(request: gr.Request = None) -> str:
     return f"{names}: stopping after the current iteration…"
 
 
-def replay(index: Any, run: Optional[Replay]):
-    """The views of recorded frame ``index`` of the session's last run (its :class:`Replay`)."""
+def replay_frame(run: Replay, iteration: int) -> Frame:
+    """The recorded frame nearest to ``iteration`` (frames are kept every ``stride``)."""
+    return min(run.frames, key=lambda frame: (abs(frame.iteration - iteration), frame.iteration))
+
+
+def replay(iteration: Any, run: Optional[Replay]):
+    """The views of the session's last run (its :class:`Replay`) at ``iteration`` — a number
+    typed or dragged on the slider, snapped to the nearest recorded frame — and the curves
+    with a cursor there.  Iterations are counted from 0, as in the trace CSV.  Returns
+    (prediction, perturbation, adversarial image, mask, APSR plot, ℓ∞ plot, status)."""
+    keep = [gr.update()] * 6
     if not isinstance(run, Replay) or not run.frames:
-        return gr.update(), gr.update(), gr.update(), gr.update(), "No run to replay yet."
+        return *keep, "No run to replay yet."
     try:
-        i = min(whole_number(index or 0, "the replay frame", 0), len(run.frames) - 1)
+        wanted = whole_number(0 if iteration is None else iteration, "the replay iteration", 0)
     except InputError as error:
-        return gr.update(), gr.update(), gr.update(), gr.update(), warn(str(error))
-    frame = run.frames[i]
+        return *keep, warn(str(error))
+    frame = replay_frame(run, wanted)
     views = views_of_frame(run.clean_image, run.dataset, frame)
-    text = (f"replaying iteration {frame.iteration + 1}/{run.num_steps}: APSR {frame.apsr:.3f}, "
+    series = {run.attack: run.history}
+    apsr_plot = render.apsr_figure(series, run.adv_threshold, title=APSR_TITLE, cursor=frame.iteration)
+    linf_plot = render.linf_figure(series, title=LINF_TITLE, cursor=frame.iteration)
+    snapped = "" if frame.iteration == wanted else f" (nearest recorded to {wanted}; frames every {run.stride})"
+    text = (f"replaying iteration {frame.iteration} of 0–{run.num_steps - 1}{snapped}: APSR {frame.apsr:.3f}, "
             f"ℓ∞ {frame.linf * 255:.3f}/255 (perturbation shown ×{views['perturbation'][1]:.0f})")
-    return views["prediction"], views["perturbation"][0], views["adversarial"], views["mask"], text
+    return (views["prediction"], views["perturbation"][0], views["adversarial"], views["mask"],
+            apsr_plot, linf_plot, text)
 
 
 def compare_job(model_name, sample, upload, target, target_upload, attacks, steps, seed, nu,
@@ -648,7 +790,7 @@ def compare_attacks(model_name, sample, upload, target, target_upload, attacks, 
     except Exception as error:
         yield None, None, None, problem(error)
         return
-    titles = " vs ".join(get_attack(name).title for name in job.attacks)
+    titles = " vs ".join(get_attack(name).label(p) for name, p in zip(job.attacks, job.params))
     for update in relay(compare_on_gpu(job), request, f"Compare ({titles})", job.stop):
         yield tuple(update.get(key, gr.update()) for key in COMPARE_OUTPUTS)
 
@@ -662,8 +804,10 @@ def compare_stream(job: CompareJob) -> Iterator[Dict[str, Any]]:
         yield {"warning": problem_message(error)}
         return
     series: Dict[str, Dict[str, List[float]]] = {}
+    titles = {name: get_attack(name).label(params) for name, params in zip(job.attacks, job.params)}
     rows = []
     started = time.perf_counter()
+    stopped_in: Optional[str] = None
     for name, params in zip(job.attacks, job.params):
         spec = get_attack(name)
         try:
@@ -673,21 +817,27 @@ def compare_stream(job: CompareJob) -> Iterator[Dict[str, Any]]:
                 if job.deadline_s is not None and time.perf_counter() - started > job.deadline_s:
                     run.stop()
                 series[name] = snap.history
-                yield {"apsr": render.apsr_figure(series, job.adv_threshold), "linf": render.linf_figure(series),
+                yield {"apsr": render.apsr_figure(series, job.adv_threshold, title=APSR_TITLE, titles=titles),
+                       "linf": render.linf_figure(series, titles=titles),
                        "status": f"comparing: {status_line(run, snap)}"}
         except Exception as error:
             yield {"warning": problem_message(error)}
             return
         result = run.result
-        rows.append({"attack": spec.title, "success": "yes" if bool(result.success[0]) else "no",
+        rows.append({"attack": spec.label(params), "success": "yes" if bool(result.success[0]) else "no",
                      "APSR": round(float(result.apsr[0]), 4),
                      "ℓ∞ × 255": round(float(result.linf[0]) * 255, 4) if bool(result.success[0]) else None,
                      "iterations": result.iterations, "time (s)": round(result.elapsed_s, 2)})
         if result.stopped:
+            stopped_in = titles[name]
             break
-    yield {"apsr": render.apsr_figure(series, job.adv_threshold), "linf": render.linf_figure(series),
-           "table": pd.DataFrame(rows),
-           "status": f"compared {len(rows)} attack(s) with {job.steps} iterations each"}
+    if stopped_in is None:
+        status = f"compared {len(rows)} attacks with a budget of {job.steps} iterations each"
+    else:
+        status = (f"stopped during {stopped_in} after {rows[-1]['iterations']} iterations: "
+                  f"{len(rows)} of {len(job.attacks)} attacks compared (the last one partly)")
+    yield {"apsr": render.apsr_figure(series, job.adv_threshold, title=APSR_TITLE, titles=titles),
+           "linf": render.linf_figure(series, titles=titles), "table": pd.DataFrame(rows), "status": status}
 
 
 def load_run_file(path: Optional[str]):
@@ -703,17 +853,28 @@ def load_run_file(path: Optional[str]):
     except Exception as error:
         return [*keep, problem(error)]
     note = ""
-    sample_update = gr.update(value=spec.image)
+    if spec.model not in [name for _, name in model_choices()]:
+        return [*keep, warn(f"run file not loaded: model {spec.model!r} is not available on this server; "
+                            f"its models: {[name for _, name in model_choices()]}")]
+    try:  # the model first: the samples and targets offered depend on it
+        samples, targets = samples_for(spec.model), target_radio_choices(spec.model)
+    except InputError as error:
+        return [*keep, warn(f"run file not loaded: {error}")]
+    if spec.target not in [value for _, value in targets]:
+        return [*keep, warn(f"run file not loaded: target {spec.target!r} is not available for {spec.model}")]
+    sample_update = gr.update(choices=samples, value=spec.image)
     if spec.is_upload:
-        sample_update = gr.update()
+        sample_update = gr.update(choices=samples)
         note = f" The run used an uploaded image (sha256 {spec.image[7:19]}…): upload the same picture."
+    if spec.target == "custom":
+        note += " It used an uploaded target label map: upload the same map before pressing Run."
     defaults = get_attack(spec.attack).defaults()
     values = {**defaults, **spec.params}
     param_updates = [gr.update(value=values[name]) if owner == spec.attack else gr.update()
                      for owner, name in PARAM_KEYS]
     steps = values.get("num_steps", DEFAULT_STEPS)
     return [gr.update(value=spec.model), sample_update, gr.update(value=spec.attack),
-            gr.update(value=spec.target), gr.update(value=steps), gr.update(value=spec.seed),
+            gr.update(choices=targets, value=spec.target), gr.update(value=steps), gr.update(value=spec.seed),
             gr.update(value=spec.adv_threshold), *param_updates,
             f"Run file loaded: {spec.attack} on {spec.model}.{note} Press **Run**."]
 
@@ -721,13 +882,46 @@ def load_run_file(path: Optional[str]):
 # --------------------------------------------------------------------------- layout
 
 #: names of the run stream's outputs, in the order of the components list built in build_demo
+#: (the API's outputs: new ones go at the end, so clients' indices keep their meaning)
 OUTPUT_NAMES = ("status", "apsr_plot", "linf_plot", "adv_prediction", "perturbation", "adversarial",
-                "mask", "replay", "metrics", "downloads", "state")
+                "mask", "replay", "metrics", "downloads", "state", "adv_legend", "image_slider",
+                "prediction_slider")
 
 CSS = """
 #status {min-height: 2.5em}
 .mask-legend {margin-top: 4px}
+.class-legend {display: flex; flex-wrap: wrap; gap: 2px 12px; font-size: 0.85em}
+.explain {font-size: 0.85em; opacity: 0.85}
+#run-buttons {position: sticky; top: 0; z-index: 5; background: var(--background-fill-primary)}
+#metrics-table .table-wrap {max-height: none !important}
 """
+
+#: plain-words explanations shown next to the views (no equation numbers, no internal names)
+EXPLAIN = {
+    "curves": (
+        "**APSR** (attack pixel success rate) is the share of labelled pixels the attack has fooled: "
+        "changed from their true class (untargeted) or turned into the target's class (targeted). The run "
+        "succeeds when it reaches **ν**. Near success the interesting part is the last few per cent, so "
+        "the lower panel shows what is left to fool, **1 − APSR**, on a log scale. **ℓ∞** is the largest "
+        "change made to any pixel channel, in units of 1/255 (one step of an 8-bit image): a perturbation "
+        "of 1/255 is invisible."),
+    "maps": (
+        "Label maps colour each pixel by its class (legend below). Untargeted attacks only need each pixel "
+        "to become *some* other class, so the adversarial map looks like a patchwork of whatever class was "
+        "nearest for each pixel; a target (all background, the street layout, your map) makes it tidy."),
+    "mask": (
+        "The **constraint mask** shows, pixel by pixel, what the attack is working on: fooled pixels, pixels "
+        "still to fool, pixels ALMA prox has stopped pushing because they cost too much (adaptive masking), "
+        "and unlabelled pixels that do not count."),
+    "perturbation": (
+        "The **perturbation** is the adversarial image minus the clean one, amplified so it can be seen "
+        "(grey = no change); the amplification is shown in the status line. Drag the sliders below to "
+        "compare clean and adversarial."),
+    "stages": (
+        "SEA runs four attacks in turn, one per loss, each shrinking its radius from 2ε to ε; the "
+        "bisection attacks rerun their whole budget at each of 13 radii, halving the interval each time. "
+        "TsallisPGD and APGD also change their step size or radius in stages."),
+}
 
 
 def build_demo() -> gr.Blocks:
@@ -753,11 +947,12 @@ def build_demo() -> gr.Blocks:
 
 
 def control_panel() -> SimpleNamespace:
-    """The left column: model, image, attack and its hyper-parameters, target, budget, buttons."""
+    """The left column: model, image, attack, target, budget, the Run and Stop buttons (kept
+    in view), then the hyper-parameters and the run file."""
     model0 = default_model()
     samples0 = samples_for(model0)
     model = gr.Dropdown(model_choices(), value=model0, label="model", elem_id="model")
-    sample = gr.Dropdown(samples0, value=samples0[0] if samples0 else None, label="sample image",
+    sample = gr.Dropdown(samples0, value=default_sample(model0), label="sample image",
                          allow_custom_value=True, elem_id="sample")
     # uploads arrive as bytes and are decoded by explorer.data.decode (limits, clear messages),
     # never by the widget; the decoded picture is shown as the clean image
@@ -770,11 +965,19 @@ def control_panel() -> SimpleNamespace:
     target_upload = gr.File(type="binary", height=110, elem_id="target-upload",
                             label="target label map (PNG of class ids or palette colours)")
     steps = gr.Slider(1, MAX_STEPS, value=DEFAULT_STEPS, step=1, elem_id="steps",
-                      label="iterations (the attack's num_steps; per bisection step for the 13×T attacks)")
+                      label="iterations (the attack's num_steps)")
+    budget = gr.Markdown(budget_text(DEFAULT_ATTACK, DEFAULT_STEPS), elem_id="budget", elem_classes="explain")
+    with gr.Row(elem_id="run-buttons"):
+        run_button = gr.Button("Run", variant="primary", elem_id="run-button")
+        stop_button = gr.Button("Stop", variant="stop", elem_id="stop-button")
     with gr.Row():
-        seed = gr.Number(0, precision=0, minimum=0, label="seed", elem_id="seed")
-        nu = gr.Number(ADV_THRESHOLD.default, minimum=ADV_THRESHOLD.low, maximum=ADV_THRESHOLD.high,
-                       label="ν (success threshold)", elem_id="nu")
+        seed = gr.Number(0, precision=0, label="seed", elem_id="seed",
+                         info="random start of the attacks that draw one; same seed, same run")
+        # no minimum/maximum here: Gradio would answer a bad value with a bare "Error"; the
+        # handlers' own checks name the field and its range
+        nu = gr.Number(ADV_THRESHOLD.default, label="ν (success threshold)", elem_id="nu",
+                       info=f"a run succeeds when ≥ ν of the labelled pixels are fooled "
+                            f"({ADV_THRESHOLD.low:g} to {ADV_THRESHOLD.high:g})")
     with gr.Accordion("hyper-parameters", open=False):
         groups, param_widgets = [], []
         for name, spec in ATTACKS.items():
@@ -787,50 +990,63 @@ def control_panel() -> SimpleNamespace:
                     preset.change(partial_preset(name), preset, widgets, api_visibility="private")
             groups.append(group)
             param_widgets.extend(widgets)
-    with gr.Row():
-        run_button = gr.Button("Run", variant="primary", elem_id="run-button")
-        stop_button = gr.Button("Stop", variant="stop", elem_id="stop-button")
+        gr.Markdown(EXPLAIN["stages"], elem_classes="explain")
     run_file = gr.File(label="load a run file (.json) to reproduce a run", file_types=[".json"],
                        type="filepath", elem_id="run-file")
+    shown_dataset = gr.State(get_model_entry(model0).dataset)
     return SimpleNamespace(model=model, sample=sample, upload=upload, attack=attack, target=target,
-                           target_upload=target_upload, steps=steps, seed=seed, nu=nu, groups=groups,
-                           param_widgets=param_widgets, run_button=run_button, stop_button=stop_button,
-                           run_file=run_file)
+                           target_upload=target_upload, steps=steps, budget=budget, seed=seed, nu=nu,
+                           groups=groups, param_widgets=param_widgets, run_button=run_button,
+                           stop_button=stop_button, run_file=run_file, shown_dataset=shown_dataset)
 
 
 def live_tab() -> SimpleNamespace:
-    """The Live tab: curves, clean and adversarial views, replay slider, metrics, downloads."""
+    """The Live tab: curves, clean and adversarial views with their legends, sliders to drag
+    between clean and adversarial, replay, metrics, downloads — each with a line of explanation."""
     with gr.Row():
-        apsr_plot = gr.Plot(render.empty_figure("APSR", "APSR"), label="APSR", elem_id="apsr-plot")
+        apsr_plot = gr.Plot(render.empty_figure("APSR", "APSR", height=render.APSR_PLOT_HEIGHT), label="APSR",
+                            elem_id="apsr-plot")
         linf_plot = gr.Plot(render.empty_figure("ℓ∞ × 255", "ℓ∞ × 255"), label="ℓ∞",
                             elem_id="linf-plot")
+    gr.Markdown(EXPLAIN["curves"], elem_classes="explain")
+    replay_slider = gr.Slider(0, 1, value=0, step=1, visible=False, label="replay", elem_id="replay-slider")
     with gr.Row():
         clean_image = gr.Image(label="clean image", interactive=False, elem_id="clean-image")
         reference = gr.Image(label="reference labels", interactive=False, elem_id="reference")
         clean_pred = gr.Image(label="clean prediction", interactive=False,
                               elem_id="clean-prediction")
+    clean_legend = gr.HTML("", elem_id="clean-legend")
     with gr.Row():
         attack_labels = gr.Image(label="attack labels / target", interactive=False,
                                  elem_id="attack-labels")
         adv_prediction = gr.Image(label="adversarial prediction", interactive=False,
                                   elem_id="adv-prediction")
         mask = gr.Image(label="constraint mask", interactive=False, elem_id="mask-view")
+    adv_legend = gr.HTML("", elem_id="adv-legend")
+    gr.Markdown(EXPLAIN["maps"] + " " + EXPLAIN["mask"], elem_classes="explain")
     with gr.Row():
         perturbation = gr.Image(label="perturbation (amplified, grey = 0)", interactive=False,
                                 elem_id="perturbation")
         adversarial = gr.Image(label="adversarial image", interactive=False,
                                elem_id="adversarial-image")
         gr.HTML(render.mask_legend_html(), elem_id="mask-legend")
-    replay_slider = gr.Slider(0, 1, value=0, step=1, visible=False, label="replay",
-                              elem_id="replay-slider")
-    metrics = gr.Dataframe(label="metrics", interactive=False, elem_id="metrics-table")
-    downloads = gr.File(label="downloads: adversarial PNG (8-bit), perturbation (.npy), "
-                        "trace (.csv), run file (.json)", file_count="multiple",
+    gr.Markdown(EXPLAIN["perturbation"], elem_classes="explain")
+    with gr.Row():
+        image_slider = gr.ImageSlider(label="clean ⟷ adversarial image", interactive=False,
+                                      elem_id="image-slider")
+        prediction_slider = gr.ImageSlider(label="clean ⟷ adversarial prediction", interactive=False,
+                                           elem_id="prediction-slider")
+    metrics = gr.Dataframe(pd.DataFrame({"metric": ["—"], "value": ["run an attack to fill this table"]}),
+                           label="metrics", interactive=False, elem_id="metrics-table", max_height=2000)
+    downloads = gr.File(label="downloads: adversarial PNG (8-bit), perturbation (.npy), trace (.csv), "
+                        "run file (.json), the run as an animated GIF", file_count="multiple",
                         interactive=False, elem_id="downloads")
     return SimpleNamespace(apsr_plot=apsr_plot, linf_plot=linf_plot, clean_image=clean_image, reference=reference,
-                           clean_pred=clean_pred, attack_labels=attack_labels, adv_prediction=adv_prediction,
-                           mask=mask, perturbation=perturbation, adversarial=adversarial,
-                           replay_slider=replay_slider, metrics=metrics, downloads=downloads)
+                           clean_pred=clean_pred, clean_legend=clean_legend, attack_labels=attack_labels,
+                           adv_prediction=adv_prediction, mask=mask, adv_legend=adv_legend,
+                           perturbation=perturbation, adversarial=adversarial, image_slider=image_slider,
+                           prediction_slider=prediction_slider, replay_slider=replay_slider, metrics=metrics,
+                           downloads=downloads)
 
 
 def compare_tab() -> SimpleNamespace:
@@ -840,12 +1056,43 @@ def compare_tab() -> SimpleNamespace:
                                       elem_id="compare-attacks")
     compare_button = gr.Button("Compare", variant="primary", elem_id="compare-button")
     with gr.Row():
-        compare_apsr = gr.Plot(label="APSR", elem_id="compare-apsr-plot")
-        compare_linf = gr.Plot(label="best ℓ∞", elem_id="compare-linf-plot")
-    compare_table = gr.Dataframe(label="final norms and APSR", interactive=False,
-                                 elem_id="compare-table")
+        compare_apsr = gr.Plot(render.empty_figure("APSR", "APSR", message="Press Compare to see the curves",
+                                                   height=render.APSR_PLOT_HEIGHT),
+                               label="APSR", elem_id="compare-apsr-plot")
+        compare_linf = gr.Plot(render.empty_figure("best ℓ∞ × 255", "ℓ∞ × 255",
+                                                   message="Press Compare to see the curves"),
+                               label="best ℓ∞", elem_id="compare-linf-plot")
+    compare_table = gr.Dataframe(pd.DataFrame({"attack": ["—"], "result": ["press Compare"]}),
+                                 label="final norms and APSR", interactive=False, elem_id="compare-table",
+                                 max_height=2000)
     return SimpleNamespace(compare_choice=compare_choice, compare_button=compare_button, compare_apsr=compare_apsr,
                            compare_linf=compare_linf, compare_table=compare_table)
+
+
+def scene_widgets_locked(locked: bool):
+    """While a run streams, the scene's widgets wait (not interactive), so a run's views and
+    downloads never sit beside another scene's inputs; they come back when it ends."""
+    def handler():
+        return [gr.update(interactive=not locked)] * 7
+    return handler
+
+
+def shown_dataset_of(model_name: str) -> Optional[str]:
+    """The classes of the model the page shows (what an uploaded target map is read for)."""
+    try:
+        return get_model_entry(model_name).dataset
+    except InputError:
+        return None
+
+
+def clear_results():
+    """A new scene: the last run's views, legend, metrics, replay and downloads belong to the
+    old one and are cleared (the session keeps no replay of it either)."""
+    return (None, None, None, None, "", None, None,
+            gr.update(visible=False, value=0),
+            pd.DataFrame({"metric": ["—"], "value": ["run an attack to fill this table"]}), None, None,
+            render.empty_figure("APSR", "APSR", height=render.APSR_PLOT_HEIGHT),
+            render.empty_figure("ℓ∞ × 255", "ℓ∞ × 255"))
 
 
 def wire_events(demo: gr.Blocks, c: SimpleNamespace, live: SimpleNamespace, compare: SimpleNamespace,
@@ -855,12 +1102,19 @@ def wire_events(demo: gr.Blocks, c: SimpleNamespace, live: SimpleNamespace, comp
     model, sample, upload, attack, target = c.model, c.sample, c.upload, c.attack, c.target
     target_upload, steps, seed, nu, param_widgets = c.target_upload, c.steps, c.seed, c.nu, c.param_widgets
     scene_inputs = [model, sample, upload, target, target_upload]
-    preview_outputs = [live.clean_image, live.reference, live.clean_pred, live.attack_labels, status]
+    preview_outputs = [live.clean_image, live.reference, live.clean_pred, live.attack_labels, live.clean_legend,
+                       status]
     components = dict(status=status, apsr_plot=live.apsr_plot, linf_plot=live.linf_plot,
                       adv_prediction=live.adv_prediction, perturbation=live.perturbation,
                       adversarial=live.adversarial, mask=live.mask, replay=live.replay_slider,
-                      metrics=live.metrics, downloads=live.downloads, state=run_state)
+                      metrics=live.metrics, downloads=live.downloads, state=run_state,
+                      adv_legend=live.adv_legend, image_slider=live.image_slider,
+                      prediction_slider=live.prediction_slider)
     outputs = [components[k] for k in OUTPUT_NAMES]
+    cleared = [live.adv_prediction, live.perturbation, live.adversarial, live.mask, live.adv_legend,
+               live.image_slider, live.prediction_slider, live.replay_slider, live.metrics, live.downloads,
+               run_state, live.apsr_plot, live.linf_plot]
+    locked_widgets = [model, sample, upload, target, target_upload, c.run_file, compare.compare_button]
 
     run_inputs = [model, sample, upload, attack, target, target_upload, steps, seed, nu, *param_widgets]
 
@@ -869,28 +1123,44 @@ def wire_events(demo: gr.Blocks, c: SimpleNamespace, live: SimpleNamespace, comp
         for update in run_attack(*[values[component] for component in run_inputs], request=request):
             yield {components[k]: v for k, v in update.items()}
 
-    demo.load(on_model_change, [model, sample, target], [sample, target], api_visibility="private").then(
-        preview, scene_inputs, preview_outputs, api_visibility="private")
-    model.change(on_model_change, [model, sample, target], [sample, target], api_visibility="private").then(
-        preview, scene_inputs, preview_outputs, api_visibility="private")
-    for trigger in (sample.change, upload.change, target.change, target_upload.change):
-        trigger(preview, scene_inputs, preview_outputs, api_visibility="private")
-    attack.change(on_attack_change, attack, c.groups, api_visibility="private")
+    private = dict(api_visibility="private")
+    model_change = [model, sample, target, target_upload, c.shown_dataset]
+    model_change_outputs = [sample, target, target_upload, c.shown_dataset]
+    # Scene events are the user's own (.input, file uploads): a handler that sets several
+    # widgets at once (a run file, a model's sample list) then chains the preview itself, so
+    # no event ever reads a half-updated page.
+    demo.load(on_model_change, model_change, model_change_outputs, **private).then(
+        preview, scene_inputs, preview_outputs, **private)
+    model.input(on_model_change, model_change, model_change_outputs, **private).then(
+        clear_results, None, cleared, **private).then(preview, scene_inputs, preview_outputs, **private)
+    for trigger in (sample.input, target.input, upload.change, target_upload.change):
+        trigger(clear_results, None, cleared, queue=False, **private).then(
+            preview, scene_inputs, preview_outputs, **private)
+    attack.change(on_attack_change, attack, c.groups, **private)
     # .input fires on the user's choice only, so a loaded run file keeps its own budget
-    attack.input(default_steps, attack, steps, api_visibility="private")
-    c.run_button.click(stream, set(run_inputs), outputs, concurrency_id="attack", api_name="run",
-                       show_progress="hidden")
+    attack.input(default_steps, attack, steps, **private)
+    for trigger in (attack.change, steps.change, *[w.change for w in param_widgets]):
+        trigger(budget_text, [attack, steps, *param_widgets], c.budget, queue=False, **private)
+    run_event = c.run_button.click(scene_widgets_locked(True), None, locked_widgets, queue=False, **private)
+    run_event.then(stream, set(run_inputs), outputs, concurrency_id="attack", api_name="run",
+                   show_progress="hidden").then(scene_widgets_locked(False), None, locked_widgets, **private)
     c.stop_button.click(stop_run, None, status, queue=False, api_name="stop")
-    live.replay_slider.release(replay, [live.replay_slider, run_state],
-                               [live.adv_prediction, live.perturbation, live.adversarial, live.mask, status],
-                               api_name="replay")
-    compare.compare_button.click(compare_attacks, [model, sample, upload, target, target_upload,
-                                                   compare.compare_choice, steps, seed, nu],
-                                 [compare.compare_apsr, compare.compare_linf, compare.compare_table, status],
-                                 concurrency_id="attack", api_name="compare", show_progress="hidden")
+    live.replay_slider.input(replay, [live.replay_slider, run_state],
+                             [live.adv_prediction, live.perturbation, live.adversarial, live.mask,
+                              live.apsr_plot, live.linf_plot, status],
+                             api_name="replay", trigger_mode="always_last")
+    compare_inputs = [model, sample, upload, target, target_upload, compare.compare_choice, steps, seed, nu]
+    compare_event = compare.compare_button.click(scene_widgets_locked(True), None, locked_widgets, queue=False,
+                                                 **private)
+    compare_event.then(compare_attacks, compare_inputs,
+                       [compare.compare_apsr, compare.compare_linf, compare.compare_table, status],
+                       concurrency_id="attack", api_name="compare", show_progress="hidden").then(
+        scene_widgets_locked(False), None, locked_widgets, **private)
     c.run_file.upload(load_run_file, c.run_file,
                       [model, sample, attack, target, steps, seed, nu, *param_widgets, status],
-                      api_name="load_run_file")
+                      api_name="load_run_file").then(
+        shown_dataset_of, model, c.shown_dataset, **private).then(
+        clear_results, None, cleared, **private).then(preview, scene_inputs, preview_outputs, **private)
     demo.unload(cleanup_session)
 
 
@@ -928,9 +1198,23 @@ def queued(demo: gr.Blocks, concurrency: Optional[int] = None, queue_size: Optio
                       max_size=QUEUE_SIZE if queue_size is None else queue_size)
 
 
+def warm_up() -> None:
+    """Load the default model and rank its samples before serving, so the first visitor's
+    preview does not wait for them (build_demo asks for both)."""
+    started = time.perf_counter()
+    model = default_model()
+    try:
+        cached_model(model, PREVIEW_DEVICE)
+        default_sample(model)
+    except Exception as error:  # the page still opens; its preview reports the problem
+        LOG.warning("warm-up of %s failed: %s", model, error)
+    LOG.info("default model %s ready in %.1f s", model, time.perf_counter() - started)
+
+
 def launch(**kwargs) -> gr.Blocks:
     """Build, queue (bounded concurrency and size) and launch the app; uploads are limited to
     :data:`explorer.data.decode.MAX_UPLOAD_BYTES` by the server before our code sees them."""
+    warm_up()
     demo = queued(build_demo())
     kwargs.setdefault("css", CSS)
     kwargs.setdefault("max_file_size", MAX_UPLOAD_BYTES)

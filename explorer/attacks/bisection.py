@@ -80,7 +80,7 @@ _REF = "Rony et al., CVPR 2023 [Rony2023] §5.5: 13-step bisection on ε around 
 
 
 @register_attack(
-    "ifgsm_bisection", title="I-FGSM 13×20", kind="minimal-norm",
+    "ifgsm_bisection", title="I-FGSM", kind="minimal-norm",
     summary="smallest ε at which 20-step I-FGSM (α = ε/20, no random start) reaches APSR >= ν",
     reference=_REF + "I-FGSM (Kurakin et al. 2017)",
     params=(SEARCH_STEPS, EPS_MAX, ParamSpec("num_steps", int, 20, "I-FGSM iterations per bisection step",
@@ -97,7 +97,7 @@ def ifgsm_bisection(model: nn.Module, images: Tensor, labels: Tensor, *, targete
 
 
 @register_attack(
-    "mifgsm_bisection", title="MI-FGSM 13×20", kind="minimal-norm",
+    "mifgsm_bisection", title="MI-FGSM", kind="minimal-norm",
     summary="smallest ε at which 20-step MI-FGSM (momentum 1, ℓ1-normalised gradients) reaches APSR >= ν",
     reference=_REF + "MI-FGSM (Dong et al. 2018)",
     params=(SEARCH_STEPS, EPS_MAX,
@@ -115,7 +115,7 @@ def mifgsm_bisection(model: nn.Module, images: Tensor, labels: Tensor, *, target
 
 
 @register_attack(
-    "pgd_bisection", title="PGD 13×40", kind="minimal-norm",
+    "pgd_bisection", title="PGD", kind="minimal-norm",
     summary="smallest ε at which PGD (CE or DLR, random start, restarts) reaches APSR >= ν",
     reference=_REF + "PGD (Madry et al. 2018) with the CE or DLR (Croce & Hein 2020) loss",
     params=(SEARCH_STEPS, EPS_MAX,

@@ -268,6 +268,14 @@ class AttackSpec:
         """Hyper-parameter defaults by name."""
         return {p.name: p.default for p in self.params}
 
+    def label(self, params: Optional[Mapping[str, Any]] = None) -> str:
+        """The title with the budget it runs with, as [Rony2023]'s tables name the bisection
+        attacks: "I-FGSM 13×20" is 13 search steps of 20 iterations; others: the title."""
+        values = {**self.defaults(), **(params or {})}
+        if "search_steps" not in values:
+            return self.title
+        return f"{self.title} {int(values['search_steps'])}×{int(values['num_steps'])}"
+
     def gradient_passes(self, params: Mapping[str, Any]) -> int:
         """The forward+backward passes of the model a call with ``params`` (validated
         hyper-parameters; defaults fill the rest) makes per image at most: ``num_steps`` per

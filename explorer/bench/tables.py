@@ -41,7 +41,7 @@ TABLE1 = (
     ("fmn", None), ("pdpgd", None), ("alma_prox", None),
 )
 #: (title, attack, parameters) of each Table 1 row
-TABLE1_ROWS = tuple((preset or ATTACKS[attack].title, attack, dict(ATTACKS[attack].presets[preset]) if preset else {})
+TABLE1_ROWS = tuple((preset or ATTACKS[attack].label(), attack, dict(ATTACKS[attack].presets[preset]) if preset else {})
                     for attack, preset in TABLE1)
 FIXED_BUDGET_ATTACKS = ("pgd", "segpgd", "cospgd", "tsallis_pgd", "sea")
 

@@ -7,6 +7,8 @@
 * :func:`write_downloads` — the adversarial image as an 8-bit PNG, the exact float
   perturbation (``.npy``, float32 (3, H, W), ``adv - clean``), the per-iteration trace
   (CSV) and the run file.
+* :func:`write_replay_animation` — a finished run's recorded frames as an animated GIF
+  (:func:`explorer.live.render.replay_animation`).
 """
 from __future__ import annotations
 
@@ -25,7 +27,8 @@ from explorer.attacks import get_attack
 from explorer.attacks.core import AttackResult
 from explorer.data.samples import list_samples
 from explorer.errors import InputError
-from explorer.live.render import image_to_uint8
+from explorer.live.render import ANIMATION_MAX_WIDTH, image_to_uint8, replay_animation
+from explorer.live.run import Replay
 from explorer.models import get_model_entry
 from explorer.targets import target_choices
 from explorer.validation import check_seed
@@ -174,3 +177,17 @@ def write_downloads(result: AttackResult, clean_image, spec: RunSpec, folder: Pa
     np.save(paths["npy"], (adv - clean).numpy().astype(np.float32), allow_pickle=False)
     paths["json"].write_text(spec.to_json())
     return paths
+
+
+def write_replay_animation(replay: Replay, folder: Path, stem: Optional[str] = None,
+                           max_width: int = ANIMATION_MAX_WIDTH) -> Path:
+    """Write the run's movie (:func:`~explorer.live.render.replay_animation`: one frame per
+    recorded frame — prediction, constraint mask, perturbation — looping) as
+    ``folder/<stem>_replay.gif`` and return its path.  ``stem`` defaults to the attack's title
+    made file-safe (letters, digits, ``-`` and ``_``)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = stem or re.sub(r"[^A-Za-z0-9_-]+", "_", replay.attack).strip("_") or "run"
+    path = folder / f"{stem}_replay.gif"
+    path.write_bytes(replay_animation(replay, "gif", max_width=max_width))
+    return path

@@ -11,7 +11,6 @@ replay frames, and the after-run numbers.
 """
 from __future__ import annotations
 
-import math
 import queue
 import threading
 import time
@@ -62,7 +61,7 @@ class Replay:
     boundary.  ``frames`` are the recorded frames, ``returned`` the frame of the iterate the
     attack returned, ``history`` its curves (as in :class:`Snapshot`)."""
 
-    attack: str                #: the attack's title
+    attack: str                #: the attack's label (title and budget)
     frames: Tuple[Frame, ...]
     returned: Optional[Frame]
     num_steps: int
@@ -70,6 +69,7 @@ class Replay:
     history: Dict[str, List[float]]
     clean_image: np.ndarray    #: (3, H, W) float32 in [0, 1]
     dataset: DatasetInfo
+    adv_threshold: float = 0.99  #: ν of the run (drawn on its APSR curve)
 
 
 @dataclass
@@ -104,10 +104,11 @@ class LiveAttack:
 
     ``params`` are the attack's hyper-parameters (validated against the registry schema
     here, so a bad value fails before anything starts).  Frames for replay are kept every
-    ``stride`` iterations, where the stride keeps at most :data:`MAX_FRAMES` frames and
-    :data:`FRAME_BUDGET_BYTES` bytes.  Besides :meth:`stop` (same process), a
-    :class:`~explorer.live.stops.StopSignal` is looked at after every iteration: a stop asked
-    for by another process ends the run within one iteration too.
+    ``stride`` iterations, the stride doubling as the run goes so that at most
+    :data:`MAX_FRAMES` frames and :data:`FRAME_BUDGET_BYTES` bytes are kept, plus the last.
+    Besides :meth:`stop` (same process), a :class:`~explorer.live.stops.StopSignal` is looked
+    at after every iteration: a stop asked for by another process ends the run within one
+    iteration too.
     """
 
     def __init__(self, scene: Scene, attack: str, params: Mapping[str, Any], seed: int = 0,
@@ -124,7 +125,9 @@ class LiveAttack:
         h, w = scene.image.shape[-2:]
         frame_bytes = h * w * (2 + 1 + 3 * 2)
         self._keep = max(2, min(max_frames, frame_budget_bytes // frame_bytes))
-        self.stride = max(1, math.ceil(self.num_steps / self._keep))
+        #: frames are kept every ``stride`` iterations; the stride starts at 1 and doubles
+        #: whenever the kept frames would exceed the budget (:meth:`_thin`)
+        self.stride = 1
         self.history: Dict[str, List[float]] = {k: [] for k in HISTORY_KEYS}
         self.frames: List[Frame] = []
         self.latest: Optional[Frame] = None
@@ -167,7 +170,6 @@ class LiveAttack:
     def _on_record(self, record: IterationRecord):
         if record.iteration == 0 and record.num_steps != self.num_steps:
             self.num_steps = record.num_steps
-            self.stride = max(1, math.ceil(self.num_steps / self._keep))
         frame = Frame(iteration=record.iteration, apsr=float(record.apsr[0]), linf=float(record.linf[0]),
                       prediction=record.prediction[0].numpy().astype(np.int16),
                       mask=record.constraint_mask[0].numpy(),
@@ -180,10 +182,20 @@ class LiveAttack:
             self.latest = frame
             if record.iteration % self.stride == 0 or last:
                 self.frames.append(frame)
+                if len(self.frames) > self._keep and not last:
+                    self._thin()
         self._news.put(record.iteration)
         if self._stop_signal is not None and self._stop_signal.requested():
             self._stop.set()
         return self._stop.is_set()
+
+    def _thin(self) -> None:
+        """Double the stride and keep every other frame (those on the new grid, since the
+        kept ones are the multiples of the old stride from 0): however long the run, or
+        wherever it is stopped, between half the budget and the budget of frames stays,
+        evenly spread — a 2000-iteration run stopped at 57 keeps all 58."""
+        self.stride *= 2
+        self.frames = [f for f in self.frames if f.iteration % self.stride == 0]
 
     def _work(self) -> None:
         out_of_memory = False
@@ -261,10 +273,10 @@ class LiveAttack:
         """The finished run as a :class:`Replay` (copies: the run may be dropped afterwards)."""
         with self._lock:
             frames, history = tuple(self.frames), {k: list(v) for k, v in self.history.items()}
-        return Replay(attack=self.spec.title, frames=frames, returned=returned, num_steps=self.num_steps,
+        return Replay(attack=self.spec.label(self.params), frames=frames, returned=returned, num_steps=self.num_steps,
                       stride=self.stride, history=history,
                       clean_image=self.scene.image[0].detach().cpu().numpy().astype(np.float32),
-                      dataset=self.scene.dataset)
+                      dataset=self.scene.dataset, adv_threshold=self.adv_threshold)
 
     def run(self) -> AttackResult:
         """Run to the end without viewing; return the result."""

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 import torch
 from torch import Tensor
 
 from explorer.data.datasets import DatasetInfo
-from explorer.data.samples import load_majority_target, load_sample
+from explorer.data.samples import list_samples, load_majority_target, load_sample
 from explorer.data.worlds import WORLDS
 from explorer.errors import InputError
 from explorer.live.inputs import decode_target_map, decode_upload
+from explorer.metrics import confusion_matrix, mean_iou, pixel_accuracy
 from explorer.models import load_model
 from explorer.models.registry import check_name, get_model_entry
 from explorer.targets import TARGETS, background_target, custom_target, resize_label_map, target_choices
@@ -156,3 +157,25 @@ def prepare_scene(model_name: str, sample: Optional[str] = None, upload: Any = N
     """Load model and image, predict, and build the attack's labels for ``target``: what
     :func:`read_scene_inputs` (names, decoding) and :func:`build_scene` (model) do in turn."""
     return build_scene(read_scene_inputs(model_name, sample, upload, target, target_map), device)
+
+
+def clean_scores_per_sample(model_name: str, device: Optional[str] = None) -> Dict[str, Dict[str, float]]:
+    """How well the model sees each shipped sample labelled with its classes, before any
+    attack: ``{sample: {"pixel_accuracy": ..., "miou": ...}}`` against the ground truth
+    (ignored pixels left out; the image's mIoU averages the classes in its truth or its
+    prediction, so a missed person counts as much as the road).  For the docs' table; the
+    app opens on the best-segmented sample."""
+    model = cached_model(model_name, device)
+    dataset = model.dataset
+    device_ = next(model.parameters()).device
+    scores: Dict[str, Dict[str, float]] = {}
+    for name in list_samples():
+        image, labels, world = load_sample(name)
+        if WORLDS[world].dataset.name != dataset.name:
+            continue
+        with torch.no_grad():
+            prediction = model(image[None].to(device_)).argmax(1).cpu()
+        scores[name] = {
+            "pixel_accuracy": float(pixel_accuracy(prediction, labels[None], dataset.num_classes)[0]),
+            "miou": float(mean_iou(confusion_matrix(prediction, labels[None], dataset.num_classes)))}
+    return scores

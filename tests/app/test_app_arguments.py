@@ -83,7 +83,7 @@ def test_the_trace_csv_is_the_run_s_own_curve_and_replay_takes_typed_frames():
     successes = [r["success"] == "True" for r in rows]
     assert successes == sorted(successes) and not successes[0], "success flips once, from False to True"
     *_, text = ui.replay("x", run)
-    assert text.startswith("⚠️") and "replay frame" in text
+    assert text.startswith("⚠️") and "replay iteration" in text
     *_, text = ui.replay("2", run)
     assert text.startswith("replaying")
     ui.cleanup_session(request("trace"))

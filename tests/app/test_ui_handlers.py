@@ -3,6 +3,7 @@
 import json
 import pickle
 
+import numpy as np
 import pytest
 import torch
 from app_events import OBJECTS, STREET, request, widget_defaults
@@ -13,9 +14,14 @@ pytestmark = pytest.mark.usefixtures("session_files")
 
 
 def test_preview_shows_the_clean_scene():
-    image, reference, clean, labels, status = ui.preview(STREET, "street-000", None, "majority", None)
-    assert image.shape == (128, 256, 3) and reference.shape[1] >= 512 and clean.shape == reference.shape
+    image, reference, clean, labels, legend, status = ui.preview(STREET, "street-000", None, "majority", None)
+    assert image.shape == reference.shape == clean.shape and reference.shape[1] >= 512  # one displayed size
     assert "street-000" in status and "ground truth" in status
+    # every class drawn in the three maps is named in the legend, and only those
+    from explorer.data.samples import load_sample
+    drawn = set(np.unique(load_sample("street-000")[1].numpy())) - {255}
+    names = ui.get_model_entry(STREET).dataset_info.class_names
+    assert all(names[c] in legend for c in drawn)
     *_, status = ui.preview(STREET, "street-000", None, "background", None)
     assert status.startswith("⚠️") and "not available" in status
 
@@ -30,13 +36,13 @@ def test_run_event_streams_then_finishes_with_metrics_downloads_and_replay(sessi
     table = dict(zip(final["metrics"]["metric"], final["metrics"]["value"]))
     assert table["iterations"] == "25" and table["attack"] == "alma_prox"
     folder = session_files / ui.session_key(request("s1"))
-    assert len(final["downloads"]) == 4 and all(p.startswith(str(folder)) for p in final["downloads"])
+    assert len(final["downloads"]) == 5 and all(p.startswith(str(folder)) for p in final["downloads"])
     run_file = [p for p in final["downloads"] if p.endswith(".json")][0]
     spec = json.loads(open(run_file).read())
     assert spec["params"]["num_steps"] == 25 and spec["image"] == "street-004"
     # replay: any frame; the loaded run file sets the controls back
-    prediction, perturbation, adversarial, mask, text = ui.replay(0, final["state"])
-    assert prediction.shape == mask.shape and "iteration 1/25" in text
+    prediction, perturbation, adversarial, mask, apsr_plot, linf_plot, text = ui.replay(0, final["state"])
+    assert prediction.shape == mask.shape and "iteration 0 of 0–24" in text
     # what the session keeps is plain data: it survives a process boundary (pickling) whole
     kept = pickle.loads(pickle.dumps(final["state"]))
     assert ui.replay(0, kept)[-1] == text and not any(isinstance(v, torch.nn.Module) for v in vars(kept).values())
@@ -75,7 +81,7 @@ def test_compare_overlays_every_chosen_attack():
                                       15, 0, 0.99, request=request("c")))
     apsr_figure, linf_figure, table, status = outputs[-1]
     assert list(table["attack"]) == ["ALMA prox", "DAG"] and "2 attack" in status
-    assert {t.name for t in apsr_figure.data} == {"alma_prox", "dag"}
+    assert {t.name for t in apsr_figure.data if t.name not in ("threshold", "cursor")} == {"ALMA prox", "DAG"}
 
 
 def test_the_model_menu_offers_only_models_that_load_here(monkeypatch):

@@ -88,12 +88,12 @@ def test_a_run_streams_from_the_worker_and_finishes_with_metrics_downloads_and_r
     assert metrics["iterations"] == "12"
     # the worker wrote the downloads into the run folder the server chose, under the app's root
     paths = [Path(p) for p in final["downloads"]]
-    assert len(paths) == 4 and all(p.is_file() and session_files in p.parents for p in paths)
+    assert len(paths) == 5 and all(p.is_file() and session_files in p.parents for p in paths)
     replay = final["state"]
     assert isinstance(replay, Replay) and replay.frames[-1].iteration == 11
     # the replay works in the server process on the copy that crossed over
     *views, status = ui.replay(0, replay)
-    assert "replaying iteration 1/12" in status and isinstance(views[0], np.ndarray)
+    assert "replaying iteration 0 of 0–11" in status and isinstance(views[0], np.ndarray)
     # twelve iterations, one gradient pass each, all in the worker process
     assert sum(grad for _, grad in read_log(logged_forwards)) == 12
     assert not ui.ACTIVE_RUNS

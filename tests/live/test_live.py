@@ -71,12 +71,24 @@ def test_scenes_of_samples_uploads_and_every_target():
 
 # ----------------------------------------------------------------------------- live runs
 
+def test_a_run_stopped_early_keeps_every_frame_it_can():
+    scene = prepare_scene(STREET, "street-002")
+    run = LiveAttack(scene, "alma_prox", {"num_steps": 2000}, max_frames=120)
+    for snap in run.snapshots(interval=0.0):
+        if snap.iteration >= 57:
+            run.stop()
+    done = run.result.iterations
+    assert done >= 57 and len(run.frames) == min(done, 120) and run.stride == (1 if done <= 120 else 2)
+    assert [f.iteration for f in run.frames][:57] == list(range(57))
+
+
 def test_live_run_streams_records_and_frames_within_budget():
     scene = prepare_scene(STREET, "street-002")
     run = LiveAttack(scene, "alma_prox", {"num_steps": 30}, max_frames=10)
     snapshots = list(run.snapshots(interval=0.0))
     assert snapshots[-1].done and snapshots[-1].iteration == 30
-    assert run.stride == 3 and [f.iteration for f in run.frames] == list(range(0, 30, 3)) + [29]
+    # the stride doubles whenever 10 frames would be exceeded: 1 -> 2 (at 10) -> 4 (at 20)
+    assert run.stride == 4 and [f.iteration for f in run.frames] == list(range(0, 30, 4)) + [29]
     history = run.history
     assert history["iteration"] == list(range(30)) and len(history["apsr"]) == 30
     # the frame's picture is the record's iterate: its norm is the recorded norm

@@ -57,7 +57,9 @@ def test_figures_draw_threshold_and_best_series():
     series = {"alma_prox": {"iteration": [0, 1, 2], "apsr": [0.1, 0.5, 1.0], "best_apsr": [0.1, 0.5, 1.0],
                             "linf": [0.0, 0.01, 0.02], "best_linf": [float("inf"), float("inf"), 0.02]}}
     apsr = render.apsr_figure(series, 0.99)
-    assert [t.name for t in apsr.data] == ["current", "best iterate"]
+    # top row (linear APSR), then the bottom row (1 - APSR, log) in the same order
+    assert [t.name for t in apsr.data] == ["current", "best iterate"] * 2
+    assert [t.yaxis for t in apsr.data] == ["y", "y", "y2", "y2"]
     assert apsr.layout.uirevision == "keep" and apsr.layout.shapes[0].y0 == 0.99
     linf = render.linf_figure(series)
     assert list(linf.data[0].y) == pytest.approx([0, 2.55, 5.1])

@@ -25,9 +25,9 @@ def test_model_and_sample_names_cannot_escape_their_folders(name):
     with pytest.raises(InputError):
         load_sample(name)
     *views, status = ui.preview(name, "street-000", None, "untargeted", None)
-    assert views == [None] * 4 and status.startswith("⚠️")
+    assert views[:4] == [None] * 4 and status.startswith("⚠️")
     *views, status = ui.preview(STREET, name, None, "untargeted", None)
-    assert views == [None] * 4 and status.startswith("⚠️")
+    assert views[:4] == [None] * 4 and status.startswith("⚠️")
 
 
 class _Trap:
@@ -63,7 +63,7 @@ def test_a_model_that_cannot_load_is_reported_and_the_shipped_ones_keep_working(
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))
     *views, status = ui.preview("smp-segformer-b0-cityscapes", "street-000", None, "untargeted", None)
-    assert views == [None] * 4 and "network" in status and STREET in status
+    assert views[:4] == [None] * 4 and "network" in status and STREET in status
     # corrupt weights next to the shipped models
     folder = tmp_path / "weights"
     folder.mkdir()
@@ -81,7 +81,7 @@ def test_a_model_that_cannot_load_is_reported_and_the_shipped_ones_keep_working(
         with pytest.raises(InputError, match="model.safetensors.*still work"):
             load_model("street-broken", device="cpu")
         *views, status = ui.preview("street-broken", "street-000", None, "untargeted", None)
-        assert views == [None] * 4 and "cannot be loaded" in status
+        assert views[:4] == [None] * 4 and "cannot be loaded" in status
         image, *_, status = ui.preview(STREET, "street-000", None, "untargeted", None)
         assert image is not None and "Press" in status
     finally:
