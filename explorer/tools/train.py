@@ -102,11 +102,16 @@ def _recipe_line(recipe: Dict[str, object]) -> str:
             f"{recipe['pool_size']} scenes ({recipe['shuffle_fraction']:.0%} shuffled)")
 
 
+def _stage_steps(stage: Dict[str, object]) -> str:
+    """A stage's steps for the card: "2200 of 7000 (cut)" for a stage exported unfinished."""
+    return f"{stage['steps']} of {stage['of']} (cut)" if stage.get("cut") else str(stage["steps"])
+
+
 def write_card(out_dir: Path, card: Dict[str, object], class_names) -> None:
     """Write ``card.json`` and a human-readable ``README.md`` model card."""
     (out_dir / "card.json").write_text(json.dumps(card, indent=2) + "\n")
     ious = card["validation"]["per_class_iou"]
-    stages = "\n".join(f"| {i} | {stage['steps']} | {(stage['time_s'] or 0) / 60:.1f} min | {stage['sessions']} | "
+    stages = "\n".join(f"| {i} | {_stage_steps(stage)} | {(stage['time_s'] or 0) / 60:.1f} min | {stage['sessions']} | "
                        f"`{stage['command']}` |" for i, stage in enumerate(card.get("stages", []), start=1))
     rows = "\n".join(f"| {name} | {'—' if iou is None else f'{iou:.3f}'} |" for name, iou in zip(class_names, ious))
     text = f"""# {card['title']} ({card['name']})
@@ -266,28 +271,38 @@ def train(world: str, arch: str, out_dir: Path, steps: int, batch_size: int, lr:
         print(f"stopped at step {last_step} of {steps}; rerun the same command to continue from {checkpoint}")
         return None
 
-    validation = evaluate(net, world, size, num_classes)
-    stage_time = spent_before + time.perf_counter() - start_time
-    stages = earlier_stages(initial_card) + [{"command": command, "steps": steps, "time_s": round(stage_time, 1),
-                                               "sessions": sessions}]
+    stage = {"command": command, "steps": steps, "time_s": round(spent_before + time.perf_counter() - start_time, 1),
+             "sessions": sessions}
+    return finish_stage(net, settings, stage, initial_card, out_dir, command)
+
+
+def finish_stage(net: torch.nn.Module, settings: Dict[str, object], stage: Dict[str, object],
+                 initial_card: Dict[str, object], out_dir: Path, command: str) -> Dict[str, object]:
+    """Evaluate the network on the validation scenes and write it to ``out_dir`` as a shipped
+    model (weights in float16, ``card.json``, ``README.md``) whose card lists every stage:
+    the earlier ones (from ``initial_card``) and ``stage``.  Returns the card."""
+    world, arch, size = settings["world"], settings["arch"], tuple(settings["size"])
+    info = WORLDS[world]
+    validation = evaluate(net, world, size, info.dataset.num_classes)
+    stages = earlier_stages(initial_card) + [stage]
     out_dir.mkdir(parents=True, exist_ok=True)
     save_fp16(net.eval(), out_dir)
-    name = out_dir.name
+    pool_size = settings["pool_size"]
     card = {
-        "name": name,
+        "name": out_dir.name,
         "title": f"{TITLES[arch]} — {world} world",
         "description": (f"{TITLES[arch]} trained from scratch on the procedural {world} world "
                         f"({info.dataset.name} classes). Shipped so the explorer runs offline."),
         "world": world, "dataset": info.dataset.name, "arch": arch,
         "smp_class": ARCHITECTURES[arch][0], "encoder": ARCHITECTURES[arch][1],
         "input_size": list(size), "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
-        "seed": seed,
-        "recipe": {"steps": steps, "batch_size": batch_size, "lr": lr, "optimizer": "AdamW(wd=1e-4)",
-                   "schedule": "one-cycle (10% warm-up)", "pool_size": pool_size,
-                   "shuffle_fraction": shuffle_fraction, "class_balance_power": balance,
+        "seed": settings["seed"],
+        "recipe": {"steps": settings["steps"], "batch_size": settings["batch_size"], "lr": settings["lr"],
+                   "optimizer": "AdamW(wd=1e-4)", "schedule": "one-cycle (10% warm-up)", "pool_size": pool_size,
+                   "shuffle_fraction": settings["shuffle_fraction"], "class_balance_power": settings["balance"],
                    "augmentation": "horizontal flip",
                    "train_seeds": [training_seeds(pool_size).start, training_seeds(pool_size).stop - 1],
-                   "initialised_from": initial_card.get("name") if init_from else None},
+                   "initialised_from": initial_card.get("name") if settings["init_from"] else None},
         "training_time_s": round(sum(stage["time_s"] or 0 for stage in stages), 1),
         "stages": stages,
         "trained_on": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
@@ -298,9 +313,37 @@ def train(world: str, arch: str, out_dir: Path, steps: int, batch_size: int, lr:
     return card
 
 
+def command_line(settings: Dict[str, object], threads: Optional[int] = 1) -> str:
+    """The ``explorer.tools.train`` command that runs a stage with these settings."""
+    return (f"python -m explorer.tools.train --world {settings['world']} --arch {settings['arch']} "
+            f"--steps {settings['steps']} --batch-size {settings['batch_size']} --lr {settings['lr']} "
+            f"--pool-size {settings['pool_size']} --shuffle-fraction {settings['shuffle_fraction']} "
+            f"--seed {settings['seed']}" + (f" --balance {settings['balance']}" if settings["balance"] else "")
+            + (f" --init-from {settings['init_from']}" if settings["init_from"] else "")
+            + (f" --threads {threads}" if threads else ""))
+
+
+def export_checkpoint(checkpoint: Path, out_dir: Path) -> Dict[str, object]:
+    """Write the network of an unfinished stage's checkpoint as a model folder, its card
+    saying where the stage was cut (``steps`` done ``of`` the planned ones, the learning
+    rate not yet annealed): a stage that cannot finish in one session hands its progress to
+    a new stage (``--init-from`` that folder) instead of losing it."""
+    saved = torch.load(checkpoint, weights_only=True)
+    settings = saved["settings"]
+    net = build_network(settings["arch"], WORLDS[settings["world"]].dataset.num_classes)
+    net.load_state_dict(saved["net"])
+    init_from = settings["init_from"]
+    initial_card = json.loads((Path(init_from) / "card.json").read_text()) if init_from else {}
+    command = command_line(settings)
+    stage = {"command": command, "steps": saved["step"], "of": settings["steps"], "cut": True,
+             "time_s": round(saved["time_s"], 1), "sessions": saved["sessions"]}
+    return finish_stage(net, settings, stage, initial_card, out_dir,
+                        f"python -m explorer.tools.train --export-checkpoint {checkpoint} --out {out_dir}")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Train a shipped model on a procedural world.")
-    parser.add_argument("--world", choices=sorted(WORLDS), required=True)
+    parser.add_argument("--world", choices=sorted(WORLDS), required=False)
     parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="fpn-mobilenet")
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default explorer/models/weights/<world>-<arch>)")
@@ -322,7 +365,18 @@ def main(argv=None) -> None:
                         help="stop after this many steps of this invocation (checkpoint kept; rerun to continue)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice); 1 when training several models at once")
+    parser.add_argument("--export-checkpoint", type=Path, default=None,
+                        help="write the network of this (unfinished) stage's checkpoint to --out, evaluated, "
+                             "with a card that says where the stage was cut; nothing is trained")
     args = parser.parse_args(argv)
+    if args.export_checkpoint is not None:
+        if args.out is None:
+            parser.error("--export-checkpoint needs --out")
+        card = export_checkpoint(args.export_checkpoint, args.out)
+        print(json.dumps({"name": card["name"], "miou": card["validation"]["miou"]}))
+        return
+    if args.world is None:
+        parser.error("--world is required")
     if args.threads:
         torch.set_num_threads(args.threads)
     out = args.out or WEIGHTS_DIR / f"{args.world}-{args.arch}"

@@ -69,3 +69,19 @@ def test_class_weights_follow_the_square_root_rule():
     w = class_weights(labels, 4, power=0.5)
     assert w.tolist() == pytest.approx([(0.3 / 0.6) ** 0.5, 1.0, (0.3 / 0.1) ** 0.5, 1.0], rel=1e-6)
     assert class_weights(labels, 4, power=0.0).tolist() == [1.0] * 4
+
+
+def test_an_unfinished_stage_is_exported_and_continued_by_a_new_stage(tmp_path, no_validation):
+    from explorer.tools.train import export_checkpoint
+
+    assert train(out_dir=tmp_path / "long", checkpoint=tmp_path / "long.pt", command="long", session_steps=3,
+                 **TINY) is None
+    card = export_checkpoint(tmp_path / "long.pt", tmp_path / "cut")
+    saved = torch.load(tmp_path / "long.pt", weights_only=True)["net"]
+    exported = _weights(tmp_path / "cut")
+    assert all(torch.equal(exported[k], saved[k].half() if saved[k].is_floating_point() else saved[k])
+               for k in saved)
+    assert card["stages"][-1]["steps"] == 3 and card["stages"][-1]["of"] == 4 and card["stages"][-1]["cut"]
+    assert "| 3 of 4 (cut) |" in (tmp_path / "cut" / "README.md").read_text()
+    nxt = train(out_dir=tmp_path / "next", checkpoint=None, command="next", init_from=tmp_path / "cut", **TINY)
+    assert [s.get("cut", False) for s in nxt["stages"]] == [True, False]
