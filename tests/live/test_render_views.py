@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import STREET
+from app_events import STREET
 from PIL import Image, features
 
 from explorer.attacks.core import PixelState
