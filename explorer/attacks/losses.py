@@ -57,7 +57,7 @@ def difference_of_logits(logits: Tensor, labels: Tensor, top=None) -> Tensor:
     """Difference of logits ``dl(z, y) = z_y - max_{j != y} z_j`` per pixel, shape (N, H, W).
 
     Negative exactly where the prediction differs from ``y`` (up to ties).
-    Seed 001, Algorithm 2, line 7 (DAG).  ``top`` may pass a precomputed
+    [Rony2023] Algorithm 2, line 7 (DAG).  ``top`` may pass a precomputed
     :func:`top_logits` ``(values, indices)`` with at least two columns.
     """
     if logits.shape[1] < 2:

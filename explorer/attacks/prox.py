@@ -70,7 +70,7 @@ def prox_linf_box(delta: Tensor, lam: Tensor, lower: Tensor, upper: Tensor,
                   on_step: Optional[Callable[[int, Tensor, Tensor], None]] = None) -> Tensor:
     """Proximity operator of ``lam * ||.||_inf + indicator([lower, upper])`` in the metric ``metric``.
 
-    Seed 001, Algorithm 1 (ternary search on the bound ``beta``), batched over images.
+    [Rony2023] Algorithm 1 (ternary search on the bound ``beta``), batched over images.
 
     Parameters
     ----------

@@ -133,7 +133,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
 
 def _main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="explorer-bench", description="Seed 001's evaluation on any model: "
+    parser = argparse.ArgumentParser(prog="explorer-bench", description="[Rony2023]'s evaluation on any model: "
                                      "resumable runs, reports, comparisons with the reference, speed.")
     sub = parser.add_subparsers(dest="command", required=True)
 

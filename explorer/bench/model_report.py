@@ -3,8 +3,8 @@
 For each shipped model, on the sample images of its world, run ALMA prox (500 steps by
 default) untargeted (ground truth) and targeted (the smoothed majority-label target for
 street models, the all-background target for objects models), and report the median and
-mean ℓ∞ × 255 (failures counted as 255) and the success rate — the counterpart of seed
-001's Table 1 — plus the clean pixel accuracy and mIoU on the samples.
+mean ℓ∞ × 255 (failures counted as 255) and the success rate — the counterpart of
+[Rony2023]'s Table 1 — plus the clean pixel accuracy and mIoU on the samples.
 
 Usage::
 
