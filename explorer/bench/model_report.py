@@ -23,6 +23,7 @@ import torch
 from explorer.attacks import alma_prox
 from explorer.attacks.core import model_device
 from explorer.data.samples import list_samples, load_sample, paper_target
+from explorer.live.scene import clean_scores_per_sample
 from explorer.metrics import confusion_matrix, mean_iou, norm_summary, pixel_accuracy
 from explorer.models import available_models, get_model_entry, load_model
 
@@ -118,6 +119,25 @@ def models_table(names: List[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def samples_table(names: List[str], device: Optional[str] = "cpu") -> str:
+    """Markdown table of each shipped model's clean mIoU (and pixel accuracy) on every sample
+    of its world: which scenes it sees well and which it does not, before any attack (the app
+    opens on each model's best one)."""
+    lines = []
+    for name in names:
+        scores = clean_scores_per_sample(name, device)
+        if not scores:
+            continue
+        samples = sorted(scores)
+        best = max(samples, key=lambda sample: scores[sample]["miou"])
+        lines += [f"**{name}** (the app opens on {best})", "",
+                  "| " + " | ".join(["", *samples]) + " |", "|" + "---|" * (len(samples) + 1),
+                  "| clean mIoU | " + " | ".join(f"{scores[s]['miou']:.2f}" for s in samples) + " |",
+                  "| clean pixel acc. | " + " | ".join(f"{scores[s]['pixel_accuracy']:.2f}" for s in samples) + " |",
+                  ""]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
 
     parser = argparse.ArgumentParser(description="ALMA prox norms of the shipped models on the samples.")
@@ -127,10 +147,15 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--update-cards", action="store_true",
                         help="write the sample-set results into each model's card.json")
+    parser.add_argument("--samples-table", action="store_true",
+                        help="print each model's clean mIoU and pixel accuracy per sample, attack nothing")
     parser.add_argument("--from-cards", action="store_true",
                         help="print the tables from the results already in the cards, attack nothing")
     args = parser.parse_args(argv)
     names = args.models or available_models("shipped")
+    if args.samples_table:
+        print(samples_table(names, args.device or "cpu"))
+        return
     if args.from_cards:
         rows = rows_from_cards(names)
         print(models_table(names))
