@@ -54,9 +54,9 @@ def test_memory_and_temp_files_stay_flat_over_50_runs(session_files):
     assert growth < 30 * 2 ** 20, f"RSS grew by {growth / 2 ** 20:.1f} MiB over 40 runs"
     assert sum(ref() is not None for ref in alive) == 0, "runs (and their frames) are kept alive"
     kept = ui.KEPT_RUNS_PER_SESSION
-    per_session = 1 + kept * (1 + 4)  # the session folder, its run folders, four downloads in each
+    per_session = 1 + kept * (1 + 5)  # the session folder, its run folders, five downloads in each
     assert len(files_after[30]) == len(files_after[50]) == 5 * per_session
-    assert len(files_after[10]) == 5 * (1 + 2 * (1 + 4))
+    assert len(files_after[10]) == 5 * (1 + 2 * (1 + 5))
     for session in sessions:
         ui.cleanup_session(request(session))
     assert not any(session_files.iterdir())
