@@ -547,7 +547,7 @@ def image_label(sample: Any, upload: Any) -> str:
 
 def check_threshold(nu: Any) -> float:
     """ν (the success threshold), checked like every attack's ``adv_threshold``."""
-    return float(get_attack(DEFAULT_ATTACK).validate_hyperparameters({"adv_threshold": nu})["adv_threshold"])
+    return float(ADV_THRESHOLD.validate(nu))
 
 
 def run_job(model_name, sample, upload, attack, target, target_upload, steps, seed, nu, values,
@@ -760,8 +760,7 @@ def compare_job(model_name, sample, upload, target, target_upload, attacks, step
     """Check a Compare's arguments, decode its pictures and give it a folder (server process)."""
     if not isinstance(attacks, (list, tuple)) or not all(isinstance(name, str) for name in attacks):
         raise InputError(f"attacks must be a list of attack names, from {list(ATTACKS)}")
-    specs = [get_attack(name) for name in dict.fromkeys(attacks)]
-    specs = list({spec.name: spec for spec in specs}.values())  # each once
+    specs = list({spec.name: spec for spec in map(get_attack, attacks)}.values())  # each once
     steps = whole_number(steps, "iterations", 1)
     params = tuple(spec.validate_hyperparameters({"num_steps": steps} if "num_steps" in spec.defaults() else {})
                    for spec in specs)

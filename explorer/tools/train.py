@@ -381,12 +381,10 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     out = args.out or WEIGHTS_DIR / f"{args.world}-{args.arch}"
     size = WORLDS[args.world].train_size
-    command = (f"python -m explorer.tools.train --world {args.world} --arch {args.arch} --steps {args.steps} "
-               f"--batch-size {args.batch_size} --lr {args.lr} --pool-size {args.pool_size} "
-               f"--shuffle-fraction {args.shuffle_fraction} --seed {args.seed}"
-               + (f" --balance {args.balance}" if args.balance else "")
-               + (f" --init-from {args.init_from}" if args.init_from else "")
-               + (f" --threads {args.threads}" if args.threads else ""))
+    command = command_line({"world": args.world, "arch": args.arch, "steps": args.steps, "batch_size": args.batch_size,
+                            "lr": args.lr, "pool_size": args.pool_size, "shuffle_fraction": args.shuffle_fraction,
+                            "seed": args.seed, "balance": args.balance, "init_from": args.init_from},
+                           threads=args.threads)
     checkpoint = args.checkpoint or out.with_name(out.name + ".checkpoint.pt")
     card = train(args.world, args.arch, out, args.steps, args.batch_size, args.lr, args.pool_size,
                  args.shuffle_fraction, args.seed, size, command, balance=args.balance,
