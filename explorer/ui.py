@@ -81,7 +81,7 @@ from explorer.live.scene import (
     read_scene_inputs,
 )
 from explorer.live.stops import StopSignal
-from explorer.models import MODELS, available_models, get_model_entry
+from explorer.models import DEFAULT_MODEL, MODELS, ModelEntry, available_models, get_model_entry
 from explorer.targets import TARGETS, target_choices
 from explorer.validation import check_seed, whole_number
 
@@ -140,13 +140,17 @@ def model_choices() -> List[Tuple[str, str]]:
         entry = MODELS[name]
         if entry.missing_packages():
             continue
-        mark = "shipped, offline" if entry.kind == "shipped" else "online — downloads on first use"
-        out.append((f"{name} ({mark})", name))
+        out.append((f"{name} ({model_mark(entry)})", name))
     return out
 
 
-#: the model selected when the app opens (the first shipped model when this one is missing)
-DEFAULT_MODEL = "street-fpn-mobilenet"
+def model_mark(entry: ModelEntry) -> str:
+    """The menu's note on a model: where it comes from and, for a shipped model, how good it is
+    before any attack (its card's validation mIoU), so a visitor can weigh what it shows."""
+    if entry.kind != "shipped":
+        return "online — downloads on first use"
+    miou = entry.card.get("validation", {}).get("miou")
+    return "shipped, offline" + ("" if miou is None else f", validation mIoU {miou:.2f}")
 
 
 def default_model() -> str:

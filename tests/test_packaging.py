@@ -37,6 +37,7 @@ from typing import Dict, List, Optional
 import pytest
 
 import explorer
+from explorer.models import DEFAULT_MODEL
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "explorer"
@@ -44,7 +45,6 @@ SAMPLES = PACKAGE / "data" / "sample_images"
 WEIGHTS = PACKAGE / "models" / "weights"
 #: what the build reads: the pyproject, what it names (readme, licence) and the package
 BUILD_INPUTS = ("pyproject.toml", "README.md", "LICENSE", "explorer")
-DEFAULT_MODEL = "street-fpn-mobilenet"
 APP_START_S = 180
 
 

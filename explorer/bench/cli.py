@@ -30,7 +30,7 @@ from explorer.bench.speed import main as speed_main
 from explorer.bench.store import one_warning_per_file, read_records
 from explorer.data.sources import attack_labels, check_spec, check_targeted, open_source
 from explorer.errors import InputError
-from explorer.models import load_model
+from explorer.models import DEFAULT_MODEL, load_model
 from explorer.models.registry import get_model_entry
 
 POSITIVE = argument(checks.positive_int)
@@ -138,7 +138,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="attack images, append per-image results to a JSONL file")
-    run.add_argument("--models", nargs="+", default=["street-fpn-mobilenet"], type=argument(_model_name))
+    run.add_argument("--models", nargs="+", default=[DEFAULT_MODEL], type=argument(_model_name))
     run.add_argument("--attacks", nargs="+", default=["table1"],
                      help="'table1', 'fixed', or name[:key=value,...] with JSON values")
     run.add_argument("--modes", nargs="+", default=["untargeted", "targeted"], choices=["untargeted", "targeted"])
@@ -160,7 +160,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> None:
     for name, help_text in (("reference", "ours against adv-lib (pip install --no-deps adv-lib==0.2.8)"),
                             ("penalty", "ALMA prox: true penalty derivative against the reference's")):
         p = sub.add_parser(name, help=help_text)
-        p.add_argument("--model", default="street-fpn-mobilenet", type=argument(_model_name))
+        p.add_argument("--model", default=DEFAULT_MODEL, type=argument(_model_name))
         p.add_argument("--steps", type=POSITIVE, default=500, help="iterations of every attack (>= 1)")
         p.add_argument("--modes", nargs="+", default=["untargeted", "targeted"],
                        choices=["untargeted", "targeted"])

@@ -7,7 +7,7 @@
 * :mod:`explorer.live.exports` — run files and downloads.
 
     >>> from explorer.live import prepare_scene, LiveAttack
-    >>> scene = prepare_scene("street-fpn-mobilenet", "street-000")
+    >>> scene = prepare_scene("street-unet-mobilenet", "street-000")
     >>> result = LiveAttack(scene, "alma_prox", {"num_steps": 50}).run()
 """
 from explorer.live.run import LiveAttack, Snapshot, run_metrics

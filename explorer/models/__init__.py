@@ -18,6 +18,7 @@ so attack budgets are in pixel units)::
 """
 from explorer.models.loaders import is_offline
 from explorer.models.registry import (
+    DEFAULT_MODEL,
     MODELS,
     ModelEntry,
     available_models,
@@ -29,6 +30,7 @@ from explorer.models.registry import (
 from explorer.models.wrapper import IMAGENET_MEAN, IMAGENET_STD, SegmentationModel
 
 __all__ = [
+    "DEFAULT_MODEL",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "MODELS",

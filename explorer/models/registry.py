@@ -132,6 +132,10 @@ ONLINE_MODELS: Dict[str, ModelEntry] = {e.name: e for e in (
                   (1024, 1024)),
 )}
 
+#: the shipped model the app opens on and the benchmark defaults to: the best street model
+#: (validation mIoU in ``docs/worlds_and_models.md``; the first shipped model when it is missing)
+DEFAULT_MODEL = "street-unet-mobilenet"
+
 #: every registered model, shipped first: name -> entry (rebuilt in place by refresh_shipped)
 MODELS: Dict[str, ModelEntry] = {}
 
