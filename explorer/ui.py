@@ -150,7 +150,9 @@ def model_mark(entry: ModelEntry) -> str:
     if entry.kind != "shipped":
         return "online — downloads on first use"
     miou = entry.card.get("validation", {}).get("miou")
-    return "shipped, offline" + ("" if miou is None else f", validation mIoU {miou:.2f}")
+    robust = entry.card.get("adversarial_training", {}).get("summary")
+    return ("shipped, offline" + ("" if miou is None else f", validation mIoU {miou:.2f}")
+            + ("" if robust is None else f", adversarially trained: {robust}"))
 
 
 def default_model() -> str:

@@ -6,6 +6,9 @@ Usage::
     python -m explorer.tools.train --world street --arch segformer-b0 --steps 3000
     python -m explorer.tools.train --world objects --arch fpn-mobilenet \
         --out explorer/models/weights/objects-fpn-mobilenet
+    # adversarial fine-tuning of a shipped model (SegPGD inner attack, [Gu2022]'s settings)
+    explorer-train --world street --arch unet-mobilenet --init-from explorer/models/weights/street-unet-mobilenet \
+        --adversarial segpgd --adv-eps 8 --steps 1000 --lr 5e-4 --out explorer/models/weights/street-unet-mobilenet-robust
 
 Recipe (all choices recorded in the model card): a pool of procedurally rendered training
 scenes (half of them with shuffled region classes, see :mod:`explorer.data.worlds`), stored as
@@ -41,6 +44,7 @@ from explorer.metrics import confusion_matrix, iou_per_class, mean_iou
 from explorer.models.architectures import ARCHITECTURES, TITLES, build_network
 from explorer.models.registry import WEIGHTS_DIR
 from explorer.models.wrapper import IMAGENET_MEAN, IMAGENET_STD
+from explorer.tools.adversarial_training import SEGPGD_AT, AdversarialRecipe, adversarial_examples
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
@@ -196,7 +200,8 @@ def earlier_stages(card: Dict[str, object]) -> list:
 def train(world: str, arch: str, out_dir: Path, steps: int, batch_size: int, lr: float, pool_size: int,
           shuffle_fraction: float, seed: int, size: Tuple[int, int], command: str,
           balance: float = 0.0, init_from: Optional[Path] = None, checkpoint: Optional[Path] = None,
-          save_every: int = 200, session_steps: Optional[int] = None) -> Optional[Dict[str, object]]:
+          save_every: int = 200, session_steps: Optional[int] = None,
+          adversarial: Optional[AdversarialRecipe] = None) -> Optional[Dict[str, object]]:
     """Train one model (one *stage*) and write it to ``out_dir``; return its card.
 
     Resumable: every ``save_every`` steps the network, optimiser, schedule, both random
@@ -205,7 +210,9 @@ def train(world: str, arch: str, out_dir: Path, steps: int, batch_size: int, lr:
     (the scene pool is re-rendered from its seeds).  ``init_from`` starts the network from a
     shipped model's weights (a new stage on top of earlier ones; the card keeps every stage).
     ``session_steps`` ends this invocation after that many steps with the checkpoint saved and
-    nothing else written (returns ``None``): a long stage split across sessions."""
+    nothing else written (returns ``None``): a long stage split across sessions.
+    ``adversarial`` makes the stage adversarial training: that share of each batch is replaced
+    by its attacked version (:mod:`explorer.tools.adversarial_training`)."""
 
     info = WORLDS[world]
     num_classes = info.dataset.num_classes
@@ -215,6 +222,8 @@ def train(world: str, arch: str, out_dir: Path, steps: int, batch_size: int, lr:
     settings = {"world": world, "arch": arch, "steps": steps, "batch_size": batch_size, "lr": lr,
                 "pool_size": pool_size, "shuffle_fraction": shuffle_fraction, "seed": seed,
                 "size": list(size), "balance": balance, "init_from": str(init_from) if init_from else None}
+    if adversarial is not None:
+        settings["adversarial"] = adversarial.as_dict()
 
     images, labels = render_pool(world, pool_size, size, shuffle_fraction, seed)
     weights = class_weights(labels, num_classes, balance)
@@ -250,7 +259,7 @@ def train(world: str, arch: str, out_dir: Path, steps: int, batch_size: int, lr:
     net.train()
     progress = tqdm(range(first_step, last_step), desc=f"training {arch} on {world}", unit="step",
                     initial=first_step, total=steps)
-    running = None
+    running, flipped = None, None
     for step in progress:
         index = torch.from_numpy(rng.choice(len(images), size=batch_size, replace=False))
         x = images[index].float() / 255
@@ -258,13 +267,19 @@ def train(world: str, arch: str, out_dir: Path, steps: int, batch_size: int, lr:
         flip = torch.from_numpy(rng.random(batch_size) < 0.5)
         x[flip] = x[flip].flip(-1)
         y[flip] = y[flip].flip(-1)
+        if adversarial is not None:
+            attacked = adversarial.attacked(batch_size)
+            x_adv, apsr = adversarial_examples(net, normalize, x[:attacked], y[:attacked], adversarial)
+            x = torch.cat([x_adv, x[attacked:]])
+            flipped = apsr if flipped is None else 0.98 * flipped + 0.02 * apsr
         loss = F.cross_entropy(net(normalize(x)), y, weight=weights, ignore_index=255)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         schedule.step()
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        progress.set_postfix(loss=f"{running:.3f}", lr=f"{schedule.get_last_lr()[0]:.2e}")
+        progress.set_postfix(loss=f"{running:.3f}", lr=f"{schedule.get_last_lr()[0]:.2e}",
+                             **({} if flipped is None else {"flipped": f"{flipped:.2f}"}))
         if checkpoint is not None and ((step + 1) % save_every == 0 or step + 1 == last_step):
             save(step + 1)
     if last_step < steps:
@@ -272,7 +287,7 @@ def train(world: str, arch: str, out_dir: Path, steps: int, batch_size: int, lr:
         return None
 
     stage = {"command": command, "steps": steps, "time_s": round(spent_before + time.perf_counter() - start_time, 1),
-             "sessions": sessions}
+             "sessions": sessions, **({"adversarial": settings["adversarial"]} if adversarial else {})}
     return finish_stage(net, settings, stage, initial_card, out_dir, command)
 
 
@@ -288,11 +303,16 @@ def finish_stage(net: torch.nn.Module, settings: Dict[str, object], stage: Dict[
     out_dir.mkdir(parents=True, exist_ok=True)
     save_fp16(net.eval(), out_dir)
     pool_size = settings["pool_size"]
+    robust = next((AdversarialRecipe(**stage["adversarial"]) for stage in reversed(stages)
+                   if stage.get("adversarial")), None)
+    description = (f"{TITLES[arch]} trained from scratch on the procedural {world} world "
+                   f"({info.dataset.name} classes). Shipped so the explorer runs offline.")
+    if robust is not None:
+        description += f" Adversarially trained: {robust.describe()}."
     card = {
         "name": out_dir.name,
-        "title": f"{TITLES[arch]} — {world} world",
-        "description": (f"{TITLES[arch]} trained from scratch on the procedural {world} world "
-                        f"({info.dataset.name} classes). Shipped so the explorer runs offline."),
+        "title": f"{TITLES[arch]} — {world} world" + (", adversarially trained" if robust else ""),
+        "description": description,
         "world": world, "dataset": info.dataset.name, "arch": arch,
         "smp_class": ARCHITECTURES[arch][0], "encoder": ARCHITECTURES[arch][1],
         "input_size": list(size), "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
@@ -302,7 +322,9 @@ def finish_stage(net: torch.nn.Module, settings: Dict[str, object], stage: Dict[
                    "shuffle_fraction": settings["shuffle_fraction"], "class_balance_power": settings["balance"],
                    "augmentation": "horizontal flip",
                    "train_seeds": [training_seeds(pool_size).start, training_seeds(pool_size).stop - 1],
-                   "initialised_from": initial_card.get("name") if settings["init_from"] else None},
+                   "initialised_from": initial_card.get("name") if settings["init_from"] else None,
+                   **({"adversarial": settings["adversarial"]} if settings.get("adversarial") else {})},
+        **({"adversarial_training": {**robust.as_dict(), "summary": robust.describe()}} if robust else {}),
         "training_time_s": round(sum(stage["time_s"] or 0 for stage in stages), 1),
         "stages": stages,
         "trained_on": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
@@ -320,7 +342,16 @@ def command_line(settings: Dict[str, object], threads: Optional[int] = 1) -> str
             f"--pool-size {settings['pool_size']} --shuffle-fraction {settings['shuffle_fraction']} "
             f"--seed {settings['seed']}" + (f" --balance {settings['balance']}" if settings["balance"] else "")
             + (f" --init-from {settings['init_from']}" if settings["init_from"] else "")
+            + adversarial_flags(settings.get("adversarial"))
             + (f" --threads {threads}" if threads else ""))
+
+
+def adversarial_flags(recipe: Optional[Dict[str, object]]) -> str:
+    """The command-line flags of an adversarial stage ("" for a clean one)."""
+    if not recipe:
+        return ""
+    return (f" --adversarial {recipe['attack']} --adv-eps {recipe['eps_255']:g} --adv-steps {recipe['steps']} "
+            f"--adv-step {recipe['step_255']:g} --adv-fraction {recipe['fraction']:g}")
 
 
 def export_checkpoint(checkpoint: Path, out_dir: Path) -> Dict[str, object]:
@@ -368,7 +399,24 @@ def main(argv=None) -> None:
     parser.add_argument("--export-checkpoint", type=Path, default=None,
                         help="write the network of this (unfinished) stage's checkpoint to --out, evaluated, "
                              "with a card that says where the stage was cut; nothing is trained")
+    adversarial = parser.add_argument_group(
+        "adversarial training", "attack part of each batch with the explorer's SegPGD or PGD (defaults: "
+        f"[Gu2022]'s settings, {SEGPGD_AT.describe()}); budgets in 1/255 units")
+    adversarial.add_argument("--adversarial", choices=["segpgd", "pgd"], default=None,
+                             help="inner attack; without it the stage trains on clean images")
+    adversarial.add_argument("--adv-eps", type=float, default=SEGPGD_AT.eps_255, help="ε × 255")
+    adversarial.add_argument("--adv-steps", type=int, default=SEGPGD_AT.steps, help="inner attack iterations")
+    adversarial.add_argument("--adv-step", type=float, default=SEGPGD_AT.step_255, help="step size α × 255")
+    adversarial.add_argument("--adv-fraction", type=float, default=SEGPGD_AT.fraction,
+                             help="share of each batch that is attacked (the rest stays clean)")
     args = parser.parse_args(argv)
+    recipe = None
+    if args.adversarial is not None:
+        try:
+            recipe = AdversarialRecipe(args.adversarial, args.adv_eps, args.adv_steps, args.adv_step,
+                                       args.adv_fraction)
+        except ValueError as error:
+            parser.error(str(error))
     if args.export_checkpoint is not None:
         if args.out is None:
             parser.error("--export-checkpoint needs --out")
@@ -383,13 +431,14 @@ def main(argv=None) -> None:
     size = WORLDS[args.world].train_size
     command = command_line({"world": args.world, "arch": args.arch, "steps": args.steps, "batch_size": args.batch_size,
                             "lr": args.lr, "pool_size": args.pool_size, "shuffle_fraction": args.shuffle_fraction,
-                            "seed": args.seed, "balance": args.balance, "init_from": args.init_from},
+                            "seed": args.seed, "balance": args.balance, "init_from": args.init_from,
+                            "adversarial": recipe.as_dict() if recipe else None},
                            threads=args.threads)
     checkpoint = args.checkpoint or out.with_name(out.name + ".checkpoint.pt")
     card = train(args.world, args.arch, out, args.steps, args.batch_size, args.lr, args.pool_size,
                  args.shuffle_fraction, args.seed, size, command, balance=args.balance,
                  init_from=args.init_from, checkpoint=checkpoint, save_every=args.save_every,
-                 session_steps=args.session_steps)
+                 session_steps=args.session_steps, adversarial=recipe)
     if card is None:
         return
     print(json.dumps({k: card[k] for k in ("name", "training_time_s")} | {
