@@ -7,6 +7,7 @@
     explorer-bench penalty --model street-fpn-mobilenet --limit 4          # true vs reference penalty derivative
     explorer-bench prox                                                    # prox solvers ([Rony2023] Fig. 2)
     explorer-bench speed                                                   # ALMA prox time / forward+backward time
+    explorer-bench lattice --attack alma_prox --steps 500                  # the 8-bit finish's options
 """
 from __future__ import annotations
 
@@ -19,10 +20,12 @@ from typing import Optional, Sequence
 
 import torch
 
-from explorer.attacks import get_attack
+from explorer.attacks import ATTACKS, get_attack
 from explorer.bench import checks
 from explorer.bench.checks import argument
 from explorer.bench.compare import compare_penalty_gradients, compare_with_reference, import_adv_lib
+from explorer.bench.lattice_options import COLUMNS as LATTICE_COLUMNS
+from explorer.bench.lattice_options import compare_options
 from explorer.bench.prox_solvers import compare_solvers
 from explorer.bench.report import describe_skipped, markdown_table, usable_records, write_report
 from explorer.bench.run import check_run_arguments, parse_rows, run_benchmark
@@ -179,6 +182,15 @@ def _main(argv: Optional[Sequence[str]] = None) -> None:
     prox.add_argument("--device", type=argument(checks.device), default="cpu")
     prox.add_argument("--out", type=Path, default=None, help="write <out>.md and <out>.json")
 
+    lattice = sub.add_parser("lattice", help="the 8-bit finish's options on one minimal-norm attack's results")
+    lattice.add_argument("--model", default=DEFAULT_MODEL, type=argument(_model_name))
+    lattice.add_argument("--attack", default="alma_prox",
+                         choices=sorted(name for name, spec in ATTACKS.items() if spec.kind == "minimal-norm"))
+    lattice.add_argument("--steps", type=POSITIVE, default=500, help="iterations of the continuous attack (>= 1)")
+    lattice.add_argument("--modes", nargs="+", default=["untargeted", "targeted"], choices=["untargeted", "targeted"])
+    lattice.add_argument("--out", type=Path, default=None, help="write <out>.md and <out>.json")
+    _add_common(lattice)
+
     sub.add_parser("speed", help="ALMA prox time over plain forward+backward time (options: speed -h)",
                    add_help=False)
 
@@ -206,6 +218,13 @@ def _main(argv: Optional[Sequence[str]] = None) -> None:
     elif args.command == "penalty":
 
         _side_by_side(args, compare_penalty_gradients)
+    elif args.command == "lattice":
+        model, images, ground_truth = _load_inputs(args)
+        labels = {mode: attack_labels(model, ground_truth, mode) for mode in args.modes}
+        rows = compare_options(model, images, labels, args.attack, args.steps)
+        text = (f"{args.model}, {args.attack} {args.steps} iterations, {len(images)} images, device {images.device}, "
+                f"torch {torch.__version__}\n\n" + markdown_table(rows, LATTICE_COLUMNS))
+        _print_and_save(text, {"rows": rows}, args.out)
     elif args.command == "prox":
 
         rows = compare_solvers(args.count, args.dim, args.iterations, device=args.device)
@@ -249,6 +268,11 @@ def _check(args):
         if args.command == "reference":
 
             import_adv_lib()
+        _check_saved_paths(args.out)
+    elif args.command == "lattice":
+        check_spec(args.images, "--images")
+        checks.distinct(args.modes, "--modes")
+        get_attack(args.attack).validate({"num_steps": args.steps})
         _check_saved_paths(args.out)
     elif args.command == "prox":
         _check_saved_paths(args.out)
