@@ -2,8 +2,10 @@
 
 * :func:`minimal_norm_table` — per model, mode and attack row: median and mean ℓ∞ × 255
   over the images, a failed image counted as 255 (:func:`explorer.metrics.norm_summary`),
-  success rate, forwards/backwards per image.
-* :func:`failure_curves` — failure rate against the budget ε
+  success rate, the same median and success of the 8-bit finishes (whole levels, judged on
+  the PNG-decoded images; :func:`explorer.attacks.lattice.finish_8bit`), forwards/backwards
+  per image (of the continuous attack).
+* :func:`failure_curves` — failure rate against the budget ε, continuous and 8-bit
   (:func:`explorer.metrics.failure_rate_curve`), drawn linear on [0, 2/255] and log-scaled
   above (:func:`write_report` saves PNG and interactive HTML).
 * :func:`fixed_budget_table` — dataset pixel accuracy ``Σ intersections / Σ labelled`` and
@@ -133,13 +135,29 @@ def minimal_norm_table(records: Sequence[Mapping]) -> List[Dict[str, object]]:
     for (model, mode, row), group in _groups(records, ("model", "mode", "row"), _is_minimal_norm).items():
         summary = norm_summary(np.array([r["linf_255"] / 255 for r in group]),
                                np.array([bool(r["success"]) for r in group]))
+        eight_bit = _eight_bit_summary(group)
         rows.append({"model": model, "mode": mode, "row": row, "images": len(group),
                      "median_255": summary["median_255"], "mean_255": summary["mean_255"],
                      "success_rate": summary["success_rate"],
+                     "median_8bit": eight_bit["median_255"], "success_8bit": eight_bit["success_rate"],
                      "forwards": float(np.mean([r["forwards"] for r in group])),
                      "backwards": float(np.mean([r["backwards"] for r in group]))})
     untargeted_first = {"untargeted": 0, "targeted": 1}
     return sorted(rows, key=lambda r: (r["model"], untargeted_first.get(r["mode"], 2)))  # stable: row order kept
+
+
+def _has_8bit(r: Mapping) -> bool:
+    """Whether a minimal-norm record carries a usable 8-bit finish (records written before it did not)."""
+    return _is_number(r.get("linf_8bit_255")) and not math.isnan(r["linf_8bit_255"]) \
+        and isinstance(r.get("success_8bit"), bool)
+
+
+def _eight_bit_summary(group: Sequence[Mapping]) -> Dict[str, Optional[float]]:
+    """Median ℓ∞ × 255 (whole levels) and success of the 8-bit finishes, None unless every record has one."""
+    if not all(_has_8bit(r) for r in group):
+        return {"median_255": None, "success_rate": None}
+    return norm_summary(np.array([r["linf_8bit_255"] / 255 for r in group]),
+                        np.array([r["success_8bit"] for r in group]))
 
 
 def failure_curves(records: Sequence[Mapping], thresholds_255: Sequence[float] | None = None
@@ -151,6 +169,10 @@ def failure_curves(records: Sequence[Mapping], thresholds_255: Sequence[float] |
         eps, failure = failure_rate_curve(np.array([r["linf_255"] / 255 for r in group]),
                                           np.array([bool(r["success"]) for r in group]), thresholds)
         curves[(model, mode)][row] = (eps * 255, failure)
+        if all(_has_8bit(r) for r in group):
+            eps, failure = failure_rate_curve(np.array([r["linf_8bit_255"] / 255 for r in group]),
+                                              np.array([r["success_8bit"] for r in group]), thresholds)
+            curves[(model, mode)][f"{row} (8-bit)"] = (eps * 255, failure)
     return dict(curves)
 
 
@@ -213,7 +235,8 @@ def markdown_table(rows: Sequence[Mapping], columns: Sequence[Tuple[str, str, st
 
 MINIMAL_COLUMNS = (("model", "model", ""), ("mode", "mode", ""), ("attack", "row", ""), ("images", "images", "d"),
                    ("median ℓ∞×255", "median_255", ".2f"), ("mean ℓ∞×255", "mean_255", ".2f"),
-                   ("success", "success_rate", ".0%"), ("fwd/image", "forwards", ".0f"),
+                   ("success", "success_rate", ".0%"), ("8-bit median ×255", "median_8bit", ".0f"),
+                   ("8-bit success", "success_8bit", ".0%"), ("fwd/image", "forwards", ".0f"),
                    ("bwd/image", "backwards", ".0f"))
 FIXED_COLUMNS = (("model", "model", ""), ("mode", "mode", ""), ("attack", "row", ""), ("ε×255", "eps_255", ".2f"),
                  ("images", "images", "d"), ("pixel accuracy", "accuracy", ".3f"), ("mIoU", "miou", ".3f"))

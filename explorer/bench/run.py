@@ -31,6 +31,7 @@ from explorer.bench.checks import budget_fraction as check_fraction
 from explorer.bench.checks import output_file
 from explorer.bench.store import append_records, finished_keys, merge_parts, part_path, record_key
 from explorer.bench.tables import FIXED_BUDGET_ATTACKS, TABLE1_ROWS, quick_params
+from explorer.attacks.lattice import finish_8bit
 from explorer.data.sources import attack_labels, check_limit, check_spec, check_targeted, open_source
 from explorer.errors import InputError
 from explorer.metrics import confusion_matrix, l2_norm
@@ -205,6 +206,11 @@ def execute_batch(batch: Batch, model, source, seed: int = 0) -> List[Dict[str, 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
+    eight_bit = None
+    if batch.row.attack != CLEAN_ROW and batch.eps_255 is None:  # a minimal-norm row: its 8-bit finish too
+        finish_start = time.perf_counter()
+        finished = finish_8bit(model, images, target, result)
+        eight_bit = (finished, (time.perf_counter() - finish_start) / n)
     with torch.no_grad():
         prediction = model(adv).argmax(1)
     intersection, union, labelled = per_class_counts(prediction, labels, model.num_classes)
@@ -221,8 +227,18 @@ def execute_batch(batch: Batch, model, source, seed: int = 0) -> List[Dict[str, 
             "labelled": int(labelled[i]), "intersection": intersection[i].tolist(), "union": union[i].tolist(),
             "seconds": seconds / n, "forwards": int(forwards[i]), "backwards": int(backwards[i]),
             "batch_size": n, "device": str(device),
+            **({} if eight_bit is None else eight_bit_fields(eight_bit[0], result, i, eight_bit[1])),
         })
     return records
+
+
+def eight_bit_fields(finished, result, i: int, seconds: float) -> Dict[str, object]:
+    """The record fields of image ``i``'s 8-bit finish (:func:`explorer.attacks.lattice.finish_8bit`):
+    its norm in whole levels, APSR and success on the PNG-decoded image, and what it added."""
+    return {"linf_8bit_255": round(float(finished.linf[i]) * 255, 4), "apsr_8bit": float(finished.apsr[i]),
+            "success_8bit": bool(finished.success[i]),
+            "forwards_8bit": int(finished.num_forwards[i] - result.num_forwards[i]),
+            "backwards_8bit": int(finished.num_backwards[i] - result.num_backwards[i]), "seconds_8bit": seconds}
 
 
 @dataclass
