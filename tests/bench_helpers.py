@@ -9,12 +9,13 @@ from explorer.bench.store import record_key
 
 
 def record(row="A", image="i", *, model="m", mode="untargeted", eps=None, linf_255=1.0, success=True,
-           intersection=(1, 0), union=(2, 1), labelled=2, seconds=1.0, forwards=3, backwards=3):
-    """A per-image record of a results file, as ``explorer-bench run`` writes it."""
+           intersection=(1, 0), union=(2, 1), labelled=2, seconds=1.0, forwards=3, backwards=3, **extra):
+    """A per-image record of a results file, as ``explorer-bench run`` writes it (``extra``:
+    more fields, such as the 8-bit finish's)."""
     return {"key": record_key(model, row, mode, eps, image), "model": model, "row": row, "mode": mode,
             "eps_255": eps, "image": image, "linf_255": linf_255, "success": success,
             "intersection": list(intersection), "union": list(union), "labelled": labelled,
-            "seconds": seconds, "forwards": forwards, "backwards": backwards}
+            "seconds": seconds, "forwards": forwards, "backwards": backwards, **extra}
 
 
 def warning_lines(err: str):

@@ -56,6 +56,22 @@ def test_failure_curve_on_hand_made_norms():
     np.testing.assert_allclose(failure, [1.0, 1.0, 0.75, 0.5, 0.25, 0.25])
 
 
+def test_table1_and_curves_carry_the_8bit_finish_when_every_record_has_one():
+    records = [record("A", 0.4, image="a", linf_8bit_255=1.0, success_8bit=True),
+               record("A", 0.6, image="b", linf_8bit_255=2.0, success_8bit=True),
+               record("A", 0.5, image="c", linf_8bit_255=3.0, success_8bit=False)]
+    (row,) = report.minimal_norm_table(records)
+    assert row["median_8bit"] == 2.0 and row["success_8bit"] == pytest.approx(2 / 3)  # sorted 1, 2, 255
+    curves = report.failure_curves(records, thresholds_255=[0.0, 1.0, 2.0, 10.0])
+    np.testing.assert_allclose(curves[("m", "untargeted")]["A (8-bit)"][1], [1.0, 2 / 3, 1 / 3, 1 / 3])
+    # a file written before the finish existed (or one record without it): no 8-bit column, no curve
+    older = records[:2] + [record("A", 0.5, image="c")]
+    (row,) = report.minimal_norm_table(older)
+    assert row["median_8bit"] is None and row["success_8bit"] is None
+    assert "A (8-bit)" not in report.failure_curves(older)[("m", "untargeted")]
+    assert "| – | – |" in report.markdown_table([row], report.MINIMAL_COLUMNS)
+
+
 def test_fixed_budget_accuracy_and_miou_from_sums():
     clean = [record("clean", image="a", intersection=(6, 2, 0), union=(8, 4, 0), labelled=10),
              record("clean", image="b", intersection=(1, 3, 0), union=(3, 5, 0), labelled=6)]
@@ -208,6 +224,11 @@ def test_single_run_records(single_process_records):
         if r["row"] == "alma_prox:num_steps=40":
             assert r["forwards"] == 40 and r["backwards"] == 40
             assert r["success"] == (r["apsr"] >= 0.99)
+        minimal = r["row"] in ("alma_prox:num_steps=40", "dag:num_steps=40")
+        assert ("linf_8bit_255" in r) == minimal, "minimal-norm rows, and only they, carry their 8-bit finish"
+        if minimal:
+            assert r["linf_8bit_255"] == round(r["linf_8bit_255"]) >= 1, "whole levels (the samples are 8-bit)"
+            assert r["success_8bit"] == (r["apsr_8bit"] >= 0.99) and r["forwards_8bit"] >= 1
 
 
 def test_killed_run_restarts_without_losing_finished_images(tmp_path, single_process_records):
