@@ -162,6 +162,9 @@ class AttackResult:
     trace: Optional[List[IterationRecord]] = None
     #: an ensemble's member results by name (SEA), else None
     members: Optional[Dict[str, "AttackResult"]] = None
+    #: this minimal-norm result's 8-bit finish (:func:`explorer.attacks.lattice.with_8bit_finish`),
+    #: else None: images on the 1/255 lattice, judged as decoded from a PNG
+    eight_bit: Optional["AttackResult"] = None
 
     @property
     def linf_255(self) -> Tensor:

@@ -189,3 +189,10 @@ def _try_level(run: AttackRun, base: Tensor, continuous: Tensor, continuous_leve
             ev = run.evaluate((base + offsets) / 255, (base + offsets) / 255 - images, index)
         success |= ev.is_adv
     return success
+
+
+def with_8bit_finish(model: nn.Module, images: Tensor, labels: Tensor, result: AttackResult, **options) -> AttackResult:
+    """``result`` carrying its 8-bit finish as ``result.eight_bit`` (a copy: ``result`` itself is
+    not changed), so one value holds both: the continuous norm, APSR and success, and the 8-bit
+    ones.  ``options`` are :func:`finish_8bit`'s."""
+    return replace(result, eight_bit=finish_8bit(model, images, labels, result, **options))

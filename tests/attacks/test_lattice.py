@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from explorer.attacks import alma_prox
-from explorer.attacks.lattice import finish_8bit, png_round_trip
+from explorer.attacks.lattice import finish_8bit, png_round_trip, with_8bit_finish
 from explorer.errors import InputError
 from linear_segmenter import LinearSegmenter, make_problem
 
@@ -110,6 +110,9 @@ def test_counts_add_up_and_the_input_result_is_not_changed():
     assert bool((finished.num_forwards > continuous.num_forwards).all())
     assert finished.params["8-bit finish"] == {"scales": [1.0, 1.5, 2.0], "steps": 3, "repair": True}
     assert finished.attack == "alma_prox 8-bit"
+    both = with_8bit_finish(model, images, labels, continuous, steps=3)
+    assert both is not continuous and continuous.eight_bit is None
+    assert torch.equal(both.linf, continuous.linf) and torch.equal(both.eight_bit.linf, finished.linf)
 
 
 def test_bad_arguments_are_refused_before_any_model_call():
