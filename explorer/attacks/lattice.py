@@ -11,12 +11,16 @@ image decoded back from a real PNG write.
 For each image, levels are tried one at a time, starting from ``max(1, ⌊255 ε⌋)`` with ``ε``
 the continuous result's norm: upward until a lattice point at that level succeeds, or
 downward while one does (a continuous attack that stopped short of its optimum does not
-hold the finish back).  At a level ``L`` the candidates are, in order:
+hold the finish back).  The upward search gives up ``patience`` levels above ``⌈255 ε⌉``
+(default 4; never above ``max_level``): a perturbation stretched far beyond what the
+continuous attack found mostly pushes pixels to other classes than the one wanted, and the
+levels above would only cost time.  At a level ``L`` the candidates are, in order:
 
-1. **rounding with a scale search** — ``D = clip(round(s · L/‖D_c‖∞ · D_c), -L, L)`` for the
-   scales ``s`` of ``scales``, where ``D_c = 255 (x_adv - x₀)`` is the continuous
-   perturbation: the attack's direction stretched to the level, then rounded (s > 1 turns
-   more of its small entries into whole levels);
+1. **rounding with a scale search** — ``D = clip(round(D_c), -L, L)``, the continuous
+   perturbation ``D_c = 255 (x_adv - x₀)`` simply rounded (what saving it as a PNG does, so the
+   finish is never worse than that), then ``D = clip(round(s · L/‖D_c‖∞ · D_c), -L, L)`` for
+   the scales ``s`` of ``scales``: the attack's direction stretched to the level, then
+   rounded (s > 1 turns more of its small entries into whole levels);
 2. **lattice steps** — from the best candidate, ``steps`` iterations
    ``D ← clip(D + a ⊙ sign(∇ Σ_{p ∉ A} s·m_p), -L, L)`` on the pixels' margins
    ``m_p = z_y - max_{j≠y} z_j`` (untargeted, ``s = -1``; targeted ``m_p = z_t - max_{j≠t} z_j``,
@@ -82,7 +86,7 @@ def _margin_gradient(run: AttackRun, base: Tensor, offsets: Tensor, images: Tens
 
 def finish_8bit(model: nn.Module, images: Tensor, labels: Tensor, result: AttackResult, *,
                 masks: Optional[Tensor] = None, scales: Sequence[float] = SCALES, steps: int = 10,
-                repair: bool = True, max_level: int = 255) -> AttackResult:
+                repair: bool = True, patience: int = 4, max_level: int = 255) -> AttackResult:
     """The 8-bit finish of ``result`` (module docstring): a new :class:`AttackResult` whose
     ``adv_images`` lie on the 1/255 lattice of the 8-bit ``images``, whose ``linf`` is a whole
     number of levels over 255 (measured to ``images``; exactly ``L/255`` when ``images`` are
@@ -91,12 +95,14 @@ def finish_8bit(model: nn.Module, images: Tensor, labels: Tensor, result: Attack
 
     ``labels``, ``masks``, the mode and ν are those of ``result``'s attack; ``num_forwards`` /
     ``num_backwards`` add the finish's own model calls to the continuous attack's.  An image the
-    finish cannot make adversarial at any level up to ``max_level`` keeps its highest-APSR
-    lattice point (``success`` False)."""
+    finish cannot make adversarial at any level it tries keeps its highest-APSR lattice point
+    (``success`` False)."""
     if not isinstance(result, AttackResult):
         raise InputError(f"result must be an AttackResult, got {type(result).__name__}")
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
         raise InputError(f"steps must be an integer >= 0, got {steps!r}")
+    if not isinstance(patience, int) or isinstance(patience, bool) or patience < 0:
+        raise InputError(f"patience must be an integer >= 0, got {patience!r}")
     if not isinstance(max_level, int) or isinstance(max_level, bool) or not 1 <= max_level <= 255:
         raise InputError(f"max_level must be an integer in [1, 255], got {max_level!r}")
     scales = tuple(float(s) for s in scales)
@@ -120,6 +126,7 @@ def finish_8bit(model: nn.Module, images: Tensor, labels: Tensor, result: Attack
         clean = run.evaluate(base / 255, base / 255 - images)
     level = continuous_levels.floor().clamp(1, max_level).long()
     start = level.clone()
+    highest = (continuous_levels.ceil().long() + patience).clamp(1, max_level)
     going_down = torch.zeros(n, dtype=torch.bool, device=images.device)
     active = ~clean.is_adv
 
@@ -132,7 +139,7 @@ def finish_8bit(model: nn.Module, images: Tensor, labels: Tensor, result: Attack
         first = at == start[index]
         going_down[index] = torch.where(first, succeeded & (at > 1), going_down[index])
         down, up = going_down[index], ~going_down[index]
-        finished = (down & (~succeeded | (at <= 1))) | (up & (succeeded | (at >= max_level)))
+        finished = (down & (~succeeded | (at <= 1))) | (up & (succeeded | (at >= highest[index])))
         level[index] = torch.where(down, at - 1, at + 1).clamp(1, max_level)
         active[index] = ~finished
 
@@ -145,7 +152,7 @@ def finish_8bit(model: nn.Module, images: Tensor, labels: Tensor, result: Attack
                    num_backwards=run.num_backwards + result.num_backwards,
                    elapsed_s=continuous_result.elapsed_s + result.elapsed_s,
                    params={**result.params, "8-bit finish": {"scales": list(scales), "steps": steps,
-                                                             "repair": repair}},
+                                                             "repair": repair, "patience": patience}},
                    trace=None)
 
 
@@ -158,8 +165,8 @@ def _try_level(run: AttackRun, base: Tensor, continuous: Tensor, continuous_leve
     stretch = per_image_view(level / continuous_levels.clamp_min(1e-12), base)
     best_offsets, best_apsr = None, None
     success = torch.zeros(len(index), dtype=torch.bool, device=base.device)
-    for scale in scales:
-        offsets = torch.maximum(torch.minimum((continuous * stretch * scale).round(), high), low)
+    for factor in [torch.ones_like(stretch)] + [stretch * scale for scale in scales]:
+        offsets = torch.maximum(torch.minimum((continuous * factor).round(), high), low)
         with torch.no_grad():
             ev = run.evaluate((base + offsets) / 255, (base + offsets) / 255 - images, index)
         success |= ev.is_adv

@@ -101,6 +101,25 @@ def test_plain_rounding_loses_a_subpixel_perturbation_and_the_finish_does_not():
     assert bool(finished.success.all()) and bool((finished.linf > 0).all())
 
 
+@pytest.mark.parametrize("targeted", [False, True])
+def test_the_finish_is_never_worse_than_saving_the_continuous_result(targeted):
+    """Plain rounding (what a PNG write does) is one of the finish's candidates: when the saved
+    continuous result succeeds, the finish succeeds at a level no higher."""
+    model, images, labels = lattice_problem(1, equidistant=False)
+    wanted = (labels + 2) % 5 if targeted else labels
+    continuous = alma_prox(model, images, wanted, targeted=targeted, num_steps=300)
+    saved = png_round_trip(continuous.adv_images)
+    with torch.no_grad():
+        prediction = model(saved).argmax(1)
+    hit = (prediction == wanted) if targeted else (prediction != wanted)
+    saved_success = hit.flatten(1).float().mean(1) >= continuous.adv_threshold
+    finished = finish_8bit(model, images, wanted, continuous)
+    for i in range(len(images)):
+        if saved_success[i]:
+            assert bool(finished.success[i])
+            assert float(finished.linf[i]) <= float((saved[i] - images[i]).abs().max()) + 1e-6
+
+
 def test_counts_add_up_and_the_input_result_is_not_changed():
     model, images, labels = lattice_problem(2)
     continuous = alma_prox(model, images, labels, num_steps=100)
@@ -108,7 +127,8 @@ def test_counts_add_up_and_the_input_result_is_not_changed():
     finished = finish_8bit(model, images, labels, continuous, steps=3)
     assert torch.equal(continuous.adv_images, before)
     assert bool((finished.num_forwards > continuous.num_forwards).all())
-    assert finished.params["8-bit finish"] == {"scales": [1.0, 1.5, 2.0], "steps": 3, "repair": True}
+    assert finished.params["8-bit finish"] == {"scales": [1.0, 1.5, 2.0], "steps": 3, "repair": True,
+                                               "patience": 4}
     assert finished.attack == "alma_prox 8-bit"
     both = with_8bit_finish(model, images, labels, continuous, steps=3)
     assert both is not continuous and continuous.eight_bit is None
@@ -118,7 +138,7 @@ def test_counts_add_up_and_the_input_result_is_not_changed():
 def test_bad_arguments_are_refused_before_any_model_call():
     model, images, labels = lattice_problem(0)
     continuous = alma_prox(model, images, labels, num_steps=20)
-    for kwargs, message in ((dict(steps=-1), "steps"), (dict(max_level=0), "max_level"),
+    for kwargs, message in ((dict(steps=-1), "steps"), (dict(max_level=0), "max_level"), (dict(patience=-1), "patience"),
                             (dict(scales=(0.0,)), "scales"), (dict(steps=True), "steps")):
         with pytest.raises(InputError, match=message):
             finish_8bit(model, images, labels, continuous, **kwargs)
