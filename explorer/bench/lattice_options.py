@@ -20,7 +20,7 @@ from explorer.metrics import apsr
 
 #: the options compared: name -> finish_8bit keyword arguments
 OPTIONS: Dict[str, Dict[str, object]] = {
-    "round at each level (no scale search, no steps)": dict(scales=(1.0,), steps=0),
+    "rounding only (plain, and stretched to the level)": dict(scales=(1.0,), steps=0),
     "+ scale search (1, 1.5, 2)": dict(steps=0),
     "+ 10 lattice sign steps of 1 level": dict(steps=10, repair=False),
     "+ 10 repair steps (corner jumps of unfooled pixels; default)": dict(steps=10, repair=True),
