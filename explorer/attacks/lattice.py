@@ -148,7 +148,8 @@ def finish_8bit(model: nn.Module, images: Tensor, labels: Tensor, result: Attack
     with torch.no_grad():
         final = run.evaluate(decoded, decoded - images)
     return replace(continuous_result, adv_images=decoded, linf=final.linf, apsr=final.apsr.float(),
-                   success=final.is_adv.to(continuous_result.success.device), num_forwards=run.num_forwards + result.num_forwards,
+                   success=final.is_adv.to(continuous_result.success.device),
+                   num_forwards=run.num_forwards + result.num_forwards,
                    num_backwards=run.num_backwards + result.num_backwards,
                    elapsed_s=continuous_result.elapsed_s + result.elapsed_s,
                    params={**result.params, "8-bit finish": {"scales": list(scales), "steps": steps,

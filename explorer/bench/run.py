@@ -26,12 +26,12 @@ import torch
 from torch import Tensor
 
 from explorer.attacks import ATTACKS, get_attack
+from explorer.attacks.lattice import finish_8bit
 from explorer.bench import checks
 from explorer.bench.checks import budget_fraction as check_fraction
 from explorer.bench.checks import output_file
 from explorer.bench.store import append_records, finished_keys, merge_parts, part_path, record_key
 from explorer.bench.tables import FIXED_BUDGET_ATTACKS, TABLE1_ROWS, quick_params
-from explorer.attacks.lattice import finish_8bit
 from explorer.data.sources import attack_labels, check_limit, check_spec, check_targeted, open_source
 from explorer.errors import InputError
 from explorer.metrics import confusion_matrix, l2_norm

@@ -24,7 +24,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Dict, Tuple
 
-import torch
 from torch import Tensor, nn
 
 from explorer.attacks import pgd, segpgd

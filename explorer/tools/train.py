@@ -7,8 +7,9 @@ Usage::
     python -m explorer.tools.train --world objects --arch fpn-mobilenet \
         --out explorer/models/weights/objects-fpn-mobilenet
     # adversarial fine-tuning of a shipped model (SegPGD inner attack, [Gu2022]'s settings)
-    explorer-train --world street --arch unet-mobilenet --init-from explorer/models/weights/street-unet-mobilenet \
-        --adversarial segpgd --adv-eps 8 --steps 1000 --lr 5e-4 --out explorer/models/weights/street-unet-mobilenet-robust
+    explorer-train --world street --arch unet-mobilenet \
+        --init-from explorer/models/weights/street-unet-mobilenet --adversarial segpgd --adv-eps 8 \
+        --steps 1000 --lr 5e-4 --out explorer/models/weights/street-unet-mobilenet-robust
 
 Recipe (all choices recorded in the model card): a pool of procedurally rendered training
 scenes (half of them with shuffled region classes, see :mod:`explorer.data.worlds`), stored as

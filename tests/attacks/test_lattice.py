@@ -4,11 +4,11 @@ import math
 
 import pytest
 import torch
+from linear_segmenter import LinearSegmenter, make_problem
 
 from explorer.attacks import alma_prox
 from explorer.attacks.lattice import finish_8bit, png_round_trip, with_8bit_finish
 from explorer.errors import InputError
-from linear_segmenter import LinearSegmenter, make_problem
 
 LEVELS = 10  # brute force over every offset in {-10..10}^3 per pixel
 
@@ -138,8 +138,9 @@ def test_counts_add_up_and_the_input_result_is_not_changed():
 def test_bad_arguments_are_refused_before_any_model_call():
     model, images, labels = lattice_problem(0)
     continuous = alma_prox(model, images, labels, num_steps=20)
-    for kwargs, message in ((dict(steps=-1), "steps"), (dict(max_level=0), "max_level"), (dict(patience=-1), "patience"),
-                            (dict(scales=(0.0,)), "scales"), (dict(steps=True), "steps")):
+    for kwargs, message in ((dict(steps=-1), "steps"), (dict(max_level=0), "max_level"),
+                            (dict(patience=-1), "patience"), (dict(scales=(0.0,)), "scales"),
+                            (dict(steps=True), "steps")):
         with pytest.raises(InputError, match=message):
             finish_8bit(model, images, labels, continuous, **kwargs)
     with pytest.raises(InputError, match="AttackResult"):

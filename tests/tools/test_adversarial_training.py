@@ -83,7 +83,8 @@ def test_an_adversarial_stage_is_reproducible_across_sessions_and_says_so_on_its
                  adversarial=FAST, session_steps=1, **TINY) is None
     train(out_dir=tmp_path / "split", checkpoint=tmp_path / "split.pt", command="split", adversarial=FAST, **TINY)
     from safetensors.torch import load_file
-    a, b = load_file(str(tmp_path / "whole" / "model.safetensors")), load_file(str(tmp_path / "split" / "model.safetensors"))
+    a = load_file(str(tmp_path / "whole" / "model.safetensors"))
+    b = load_file(str(tmp_path / "split" / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a), "the attack's random starts are part of the checkpointed state"
     assert whole["adversarial_training"]["summary"] == FAST.describe()
     assert whole["title"].endswith("adversarially trained")
