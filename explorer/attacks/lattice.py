@@ -69,6 +69,14 @@ def png_round_trip(images: Tensor) -> Tensor:
     return out
 
 
+def _evaluate_offsets(run: AttackRun, base: Tensor, offsets: Tensor, images: Tensor, index: Optional[Tensor]):
+    """Evaluate the lattice point ``(base + offsets) / 255`` of the images in ``index`` (all when None; tracked
+    by ``run`` as an iterate), without a gradient."""
+    adv = (base + offsets) / 255
+    with torch.no_grad():
+        return run.evaluate(adv, adv - images, index)
+
+
 def _margin_gradient(run: AttackRun, base: Tensor, offsets: Tensor, images: Tensor, index: Tensor):
     """Evaluate ``(base + offsets) / 255`` for the images in ``index`` (tracked as an iterate) and
     return the evaluation and ``sign`` of the gradient, with respect to the image, of the summed
@@ -122,8 +130,7 @@ def finish_8bit(model: nn.Module, images: Tensor, labels: Tensor, result: Attack
     everyone = torch.arange(n, device=images.device)
 
     # level 0: the 8-bit original itself (already adversarial, or the highest-APSR fallback)
-    with torch.no_grad():
-        clean = run.evaluate(base / 255, base / 255 - images)
+    clean = _evaluate_offsets(run, base, torch.zeros_like(base), images, None)
     level = continuous_levels.floor().clamp(1, max_level).long()
     start = level.clone()
     highest = (continuous_levels.ceil().long() + patience).clamp(1, max_level)
@@ -168,8 +175,7 @@ def _try_level(run: AttackRun, base: Tensor, continuous: Tensor, continuous_leve
     success = torch.zeros(len(index), dtype=torch.bool, device=base.device)
     for factor in [torch.ones_like(stretch)] + [stretch * scale for scale in scales]:
         offsets = torch.maximum(torch.minimum((continuous * factor).round(), high), low)
-        with torch.no_grad():
-            ev = run.evaluate((base + offsets) / 255, (base + offsets) / 255 - images, index)
+        ev = _evaluate_offsets(run, base, offsets, images, index)
         success |= ev.is_adv
         if best_apsr is None:
             best_offsets, best_apsr = offsets, ev.apsr
@@ -192,10 +198,8 @@ def _try_level(run: AttackRun, base: Tensor, continuous: Tensor, continuous_leve
         # images that already succeeded at this level keep their lattice point
         offsets = torch.where(per_image_view(pending & ~ev.is_adv, offsets),
                               torch.maximum(torch.minimum(moved, high), low), offsets)
-    if steps and bool((~success).any()):
-        with torch.no_grad():  # the last step's point has not been evaluated yet
-            ev = run.evaluate((base + offsets) / 255, (base + offsets) / 255 - images, index)
-        success |= ev.is_adv
+    if steps and bool((~success).any()):  # the last step's point has not been evaluated yet
+        success |= _evaluate_offsets(run, base, offsets, images, index).is_adv
     return success
 
 

@@ -16,7 +16,7 @@ import torch
 
 from explorer.attacks import get_attack
 from explorer.attacks.lattice import finish_8bit, png_round_trip
-from explorer.metrics import apsr
+from explorer.metrics import apsr, norm_summary
 
 #: the options compared: name -> finish_8bit keyword arguments
 OPTIONS: Dict[str, Dict[str, object]] = {
@@ -28,9 +28,10 @@ OPTIONS: Dict[str, Dict[str, object]] = {
 
 
 def _summary(levels: torch.Tensor, success: torch.Tensor) -> Dict[str, float]:
-    counted = torch.where(success, levels, torch.full_like(levels, 255.0))
-    return {"median_levels": float(counted.median()), "mean_levels": float(counted.mean()),
-            "success_rate": float(success.float().mean())}
+    """Median and mean level (failures counted as 255, :func:`explorer.metrics.norm_summary`) and success rate."""
+    summary = norm_summary((levels / 255).numpy(), success.numpy())
+    return {"median_levels": summary["median_255"], "mean_levels": summary["mean_255"],
+            "success_rate": summary["success_rate"]}
 
 
 def compare_options(model, images: torch.Tensor, labels_by_mode: Dict[str, torch.Tensor], attack: str = "alma_prox",
