@@ -116,6 +116,9 @@ def finish_8bit(model: nn.Module, images: Tensor, labels: Tensor, result: Attack
     scales = tuple(float(s) for s in scales)
     if not scales or any(not s > 0 for s in scales):
         raise InputError(f"scales must be positive numbers, got {scales!r}")
+    if not bool(torch.isfinite(result.adv_images).all()):
+        raise InputError("result holds non-finite adversarial images (NaN or inf); the 8-bit finish needs the "
+                         "continuous attack's images in [0, 1]")
     if result.adv_images.shape != images.shape:
         raise InputError(f"result holds images of shape {tuple(result.adv_images.shape)}, "
                          f"not the images' {tuple(images.shape)}")

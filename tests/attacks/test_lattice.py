@@ -147,3 +147,24 @@ def test_bad_arguments_are_refused_before_any_model_call():
         finish_8bit(model, images, labels, "result")
     with pytest.raises(InputError, match="shape"):
         finish_8bit(model, images[:1], labels[:1], continuous)
+    from dataclasses import replace
+    poisoned = continuous.adv_images.clone()
+    poisoned[0, 0, 0, 0] = float("nan")
+    with pytest.raises(InputError, match="non-finite"):
+        finish_8bit(model, images, labels, replace(continuous, adv_images=poisoned))
+    with pytest.raises(InputError, match="no labelled pixel"):  # an empty mask, refused by the attack core
+        finish_8bit(model, images, torch.full_like(labels, 255), continuous)
+
+
+def test_the_lattice_benchmark_prints_every_option(tmp_path):
+    from explorer.bench.cli import main
+    out = tmp_path / "lattice"
+    main(["lattice", "--model", "street-fpn-mobilenet", "--steps", "5", "--limit", "1", "--modes", "untargeted",
+          "--threads", "1", "--out", str(out)])
+    import json
+    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
+    assert [r["option"] for r in rows][0] == "continuous result saved as PNG (plain rounding)" and len(rows) == 5
+    plain, *finishes = rows
+    for row in finishes:  # every finish is at least as good as saving the result as a PNG
+        assert row["success_rate"] >= plain["success_rate"]
+        assert row["extra_forwards"] >= 1
