@@ -45,7 +45,7 @@ from explorer.metrics import confusion_matrix, iou_per_class, mean_iou
 from explorer.models.architectures import ARCHITECTURES, TITLES, build_network
 from explorer.models.registry import WEIGHTS_DIR
 from explorer.models.wrapper import IMAGENET_MEAN, IMAGENET_STD
-from explorer.tools.adversarial_training import SEGPGD_AT, AdversarialRecipe, adversarial_examples
+from explorer.tools.adversarial_training import INNER_ATTACKS, SEGPGD_AT, AdversarialRecipe, adversarial_examples
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
@@ -403,7 +403,7 @@ def main(argv=None) -> None:
     adversarial = parser.add_argument_group(
         "adversarial training", "attack part of each batch with the explorer's SegPGD or PGD (defaults: "
         f"[Gu2022]'s settings, {SEGPGD_AT.describe()}); budgets in 1/255 units")
-    adversarial.add_argument("--adversarial", choices=["segpgd", "pgd"], default=None,
+    adversarial.add_argument("--adversarial", choices=sorted(INNER_ATTACKS), default=None,
                              help="inner attack; without it the stage trains on clean images")
     adversarial.add_argument("--adv-eps", type=float, default=SEGPGD_AT.eps_255, help="ε × 255")
     adversarial.add_argument("--adv-steps", type=int, default=SEGPGD_AT.steps, help="inner attack iterations")
