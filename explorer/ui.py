@@ -83,7 +83,7 @@ from explorer.live.scene import (
 from explorer.live.stops import StopSignal
 from explorer.models import DEFAULT_MODEL, MODELS, ModelEntry, available_models, get_model_entry
 from explorer.targets import TARGETS, target_choices
-from explorer.validation import check_seed, whole_number
+from explorer.validation import check_flag, check_seed, whole_number
 
 #: seconds between image refreshes while a run streams (curves refresh every snapshot)
 IMAGE_REFRESH_S = 0.5
@@ -110,6 +110,9 @@ PREVIEW_DEVICE = "cpu" if ON_ZERO_GPU else DEVICE
 GPU_SECONDS_FIXED = 20.0
 GPU_SECONDS_PER_PASS_PIXEL = 1e-7
 GPU_SECONDS_MIN, GPU_SECONDS_MAX, GPU_SECONDS_MARGIN = 30.0, 300.0, 5.0
+#: model passes booked for the 8-bit finish: about six levels tried, each with a plain and
+#: three stretched roundings plus ten repair steps (explorer.attacks.lattice.finish_8bit)
+EIGHT_BIT_FINISH_PASSES = 6 * (4 + 10)
 #: the one folder the app writes into (one folder per session, one per run inside it)
 FILES_ROOT = Path(os.environ.get("EXPLORER_TMP") or Path(tempfile.gettempdir()) / "seg-attack-explorer")
 
@@ -512,6 +515,7 @@ class RunJob:
     stop: StopSignal
     gpu_seconds: float        #: GPU time booked (see :func:`gpu_seconds`)
     deadline_s: Optional[float] = None  #: stop after this long (on ZeroGPU: the booking)
+    eight_bit: bool = False   #: hand out the 8-bit finish of the result (a PNG-exact image)
 
 
 @dataclass(frozen=True)
@@ -557,17 +561,20 @@ def check_threshold(nu: Any) -> float:
 
 
 def run_job(model_name, sample, upload, attack, target, target_upload, steps, seed, nu, values,
-            request) -> RunJob:
+            request, eight_bit=False) -> RunJob:
     """Check a Run's arguments, decode its pictures and give it a folder (server process)."""
     spec = get_attack(attack)
     params = spec.validate_hyperparameters(params_from_widgets(spec.name, steps, values))
     threshold, seed = check_threshold(nu), check_seed(seed)
+    eight_bit = check_flag(eight_bit, "8-bit valid result")
     inputs = read_scene_inputs(model_name, sample, upload, target, target_upload)
     folder = new_run_folder(request)
-    booked = gpu_seconds(spec.gradient_passes(params), inputs.image)
+    passes = spec.gradient_passes(params) + (EIGHT_BIT_FINISH_PASSES if eight_bit else 0)
+    booked = gpu_seconds(passes, inputs.image)
     return RunJob(inputs=inputs, attack=spec.name, params=params, seed=seed, adv_threshold=threshold,
                   image_label=image_label(sample, upload), folder=folder, stop=StopSignal(folder),
-                  gpu_seconds=booked, deadline_s=booked - GPU_SECONDS_MARGIN if ON_ZERO_GPU else None)
+                  gpu_seconds=booked, deadline_s=booked - GPU_SECONDS_MARGIN if ON_ZERO_GPU else None,
+                  eight_bit=eight_bit)
 
 
 def relay(stream: Iterator[Dict[str, Any]], request, title: str, stop: StopSignal) -> Iterator[Dict[str, Any]]:
@@ -598,11 +605,14 @@ def relay(stream: Iterator[Dict[str, Any]], request, title: str, stop: StopSigna
 
 
 def run_attack(model_name, sample, upload, attack, target, target_upload, steps, seed, nu, *values,
-               request: gr.Request = None) -> Iterator[Dict[Any, Any]]:
+               eight_bit=False, request: gr.Request = None) -> Iterator[Dict[Any, Any]]:
     """Stream one run (see the module docstring).  Yields ``{output name: value}`` dicts
-    consumed by ``wire_events``; the names are :data:`OUTPUT_NAMES`."""
+    consumed by ``wire_events``; the names are :data:`OUTPUT_NAMES`.  With ``eight_bit`` the
+    run hands out its 8-bit finish: views, metrics and downloads are of the image on the
+    1/255 lattice that the PNG download decodes to."""
     try:
-        job = run_job(model_name, sample, upload, attack, target, target_upload, steps, seed, nu, values, request)
+        job = run_job(model_name, sample, upload, attack, target, target_upload, steps, seed, nu, values, request,
+                      eight_bit)
     except Exception as error:
         yield {"status": problem(error)}
         return
@@ -616,7 +626,7 @@ def attack_stream(job: RunJob) -> Iterator[Dict[str, Any]]:
     try:
         scene = build_scene(job.inputs, DEVICE)
         run = LiveAttack(scene, job.attack, job.params, seed=job.seed, adv_threshold=job.adv_threshold,
-                         stop_signal=job.stop)
+                         stop_signal=job.stop, eight_bit=job.eight_bit)
     except Exception as error:
         yield {"warning": problem_message(error)}
         return
@@ -678,12 +688,12 @@ def replay_slider_update(replay: Replay) -> Dict[str, Any]:
 def finish_run(run: LiveAttack, scene: Scene, job: RunJob) -> Dict[str, Any]:
     """After the stream: metrics, downloads (the movie of the run included), replay slider,
     and the returned (best) iterate's views beside the clean ones."""
-    result = run.result
+    result, returned = run.result, run.returned
     with torch.no_grad():
-        adv_prediction = scene.model(result.adv_images[:1]).argmax(1)
+        adv_prediction = scene.model(returned.adv_images[:1]).argmax(1)
     metrics = run_metrics(scene, result, adv_prediction)
     spec = RunSpec(model=scene.model_name, image=job.image_label, attack=run.spec.name, target=scene.target,
-                   params=dict(run.params), seed=run.seed, adv_threshold=run.adv_threshold)
+                   params=dict(run.params), seed=run.seed, adv_threshold=run.adv_threshold, eight_bit=job.eight_bit)
     stem = safe_stem(f"{scene.model_name}_{job.image_label[:24]}_{run.spec.name}")
     paths = write_downloads(result, scene.image, spec, job.folder, stem=stem)
     snap = run.snapshot()
@@ -692,10 +702,16 @@ def finish_run(run: LiveAttack, scene: Scene, job: RunJob) -> Dict[str, Any]:
     paths["gif"] = write_replay_animation(kept, job.folder, stem)
     ending = "stopped" if result.stopped else "finished"
     best = "no success" if not bool(result.success[0]) else f"ℓ∞ = {float(result.linf[0]) * 255:.3f}/255"
+    returned_text = f"returned iterate: APSR {float(result.apsr[0]):.3f}, {best}"
+    if returned is not result:
+        best_8bit = ("no success" if not bool(returned.success[0])
+                     else f"ℓ∞ = {round(float(returned.linf[0]) * 255)}/255")
+        returned_text += (f"; **8-bit valid result** (what the PNG download decodes to): "
+                          f"APSR {float(returned.apsr[0]):.3f}, {best_8bit}")
     status = (f"**{run.spec.label(run.params)}** {ending} after {result.iterations} iterations in "
-              f"{result.elapsed_s:.1f} s · returned iterate: APSR {float(result.apsr[0]):.3f}, {best}. "
+              f"{returned.elapsed_s:.1f} s · {returned_text}. "
               f"Replay any recorded iteration with the slider.  \n**Try this next:** "
-              f"{next_hint(run, scene, result)}")
+              f"{next_hint(run, scene, returned)}")
     views = views_of_frame(kept.clean_image, kept.dataset, kept.returned)
     apsr_plot, linf_plot = curves(run, snap)
     clean = render.image_to_uint8(kept.clean_image)
@@ -847,7 +863,7 @@ def compare_stream(job: CompareJob) -> Iterator[Dict[str, Any]]:
 
 def load_run_file(path: Optional[str]):
     """Set the controls from an uploaded run file (JSON only; never executed)."""
-    keep = [gr.update()] * (7 + len(PARAM_KEYS))
+    keep = [gr.update()] * (8 + len(PARAM_KEYS))
     if not path:
         return [*keep, ""]
     try:
@@ -880,7 +896,7 @@ def load_run_file(path: Optional[str]):
     steps = values.get("num_steps", DEFAULT_STEPS)
     return [gr.update(value=spec.model), sample_update, gr.update(value=spec.attack),
             gr.update(choices=targets, value=spec.target), gr.update(value=steps), gr.update(value=spec.seed),
-            gr.update(value=spec.adv_threshold), *param_updates,
+            gr.update(value=spec.adv_threshold), *param_updates, gr.update(value=spec.eight_bit),
             f"Run file loaded: {spec.attack} on {spec.model}.{note} Press **Run**."]
 
 
@@ -996,12 +1012,17 @@ def control_panel() -> SimpleNamespace:
             groups.append(group)
             param_widgets.extend(widgets)
         gr.Markdown(EXPLAIN["stages"], elem_classes="explain")
+    # made after the parameter widgets: the /run API takes it as its last (optional) argument
+    eight_bit = gr.Checkbox(False, label="8-bit valid result", elem_id="eight-bit",
+                            info="round the result onto whole 1/255 steps, as saving a PNG does, and judge it on "
+                                 "that image: the downloads are then exactly what was tested "
+                                 "(ℓ∞ becomes a whole number of levels)")
     run_file = gr.File(label="load a run file (.json) to reproduce a run", file_types=[".json"],
                        type="filepath", elem_id="run-file")
     shown_dataset = gr.State(get_model_entry(model0).dataset)
     return SimpleNamespace(model=model, sample=sample, upload=upload, attack=attack, target=target,
                            target_upload=target_upload, steps=steps, budget=budget, seed=seed, nu=nu,
-                           groups=groups, param_widgets=param_widgets, run_button=run_button,
+                           groups=groups, param_widgets=param_widgets, eight_bit=eight_bit, run_button=run_button,
                            stop_button=stop_button, run_file=run_file, shown_dataset=shown_dataset)
 
 
@@ -1125,7 +1146,8 @@ def wire_events(demo: gr.Blocks, c: SimpleNamespace, live: SimpleNamespace, comp
 
     def stream(values: dict, request: gr.Request):
         # inputs given as a set arrive as one {component: value} dict (keeps gr.Request injectable)
-        for update in run_attack(*[values[component] for component in run_inputs], request=request):
+        for update in run_attack(*[values[component] for component in run_inputs], eight_bit=values[c.eight_bit],
+                                 request=request):
             yield {components[k]: v for k, v in update.items()}
 
     private = dict(api_visibility="private")
@@ -1147,7 +1169,7 @@ def wire_events(demo: gr.Blocks, c: SimpleNamespace, live: SimpleNamespace, comp
     for trigger in (attack.change, steps.change, *[w.change for w in param_widgets]):
         trigger(budget_text, [attack, steps, *param_widgets], c.budget, queue=False, **private)
     run_event = c.run_button.click(scene_widgets_locked(True), None, locked_widgets, queue=False, **private)
-    run_event.then(stream, set(run_inputs), outputs, concurrency_id="attack", api_name="run",
+    run_event.then(stream, {*run_inputs, c.eight_bit}, outputs, concurrency_id="attack", api_name="run",
                    show_progress="hidden").then(scene_widgets_locked(False), None, locked_widgets, **private)
     c.stop_button.click(stop_run, None, status, queue=False, api_name="stop")
     live.replay_slider.input(replay, [live.replay_slider, run_state],
@@ -1162,7 +1184,7 @@ def wire_events(demo: gr.Blocks, c: SimpleNamespace, live: SimpleNamespace, comp
                        concurrency_id="attack", api_name="compare", show_progress="hidden").then(
         scene_widgets_locked(False), None, locked_widgets, **private)
     c.run_file.upload(load_run_file, c.run_file,
-                      [model, sample, attack, target, steps, seed, nu, *param_widgets, status],
+                      [model, sample, attack, target, steps, seed, nu, *param_widgets, c.eight_bit, status],
                       api_name="load_run_file").then(
         shown_dataset_of, model, c.shown_dataset, **private).then(
         clear_results, None, cleared, **private).then(preview, scene_inputs, preview_outputs, **private)

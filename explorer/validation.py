@@ -58,3 +58,12 @@ def whole_number(value: Any, what: str, low: Optional[int] = None, high: Optiona
 def check_seed(value: Any, what: str = "seed") -> int:
     """A run's random seed: a whole number in [0, 2**63 - 1] (see :func:`whole_number`)."""
     return whole_number(value, what, SEED_LOW, SEED_HIGH)
+
+
+def check_flag(value: Any, what: str) -> bool:
+    """A yes/no option (a checkbox, a run file's field): ``True`` or ``False`` only — not 1,
+    "true" or ``None`` — else :class:`InputError` naming ``what``."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    raise InputError(f"{what} must be true or false; got {shown}")

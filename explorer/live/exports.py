@@ -1,12 +1,14 @@
 """What a run leaves behind: the run file that reproduces it, and the downloads.
 
-* :class:`RunSpec` — model, image, attack, hyper-parameters, target, seed, ν — as JSON.
+* :class:`RunSpec` — model, image, attack, hyper-parameters, target, seed, ν, whether the
+  result was given the 8-bit finish — as JSON.
   Uploading a run file in the app (or ``RunSpec.from_json`` in code) sets everything up to
   repeat the run exactly.  Foreign or malformed files raise :class:`InputError`; the file is
   parsed as JSON only, never executed or unpickled.
 * :func:`write_downloads` — the adversarial image as an 8-bit PNG, the exact float
   perturbation (``.npy``, float32 (3, H, W), ``adv - clean``), the per-iteration trace
-  (CSV) and the run file.
+  (CSV) and the run file.  For an 8-bit run the PNG and the perturbation are those of the
+  8-bit finish: the PNG decodes to exactly the image whose success the app reports.
 * :func:`write_replay_animation` — a finished run's recorded frames as an animated GIF
   (:func:`explorer.live.render.replay_animation`).
 """
@@ -31,7 +33,7 @@ from explorer.live.render import ANIMATION_MAX_WIDTH, image_to_uint8, replay_ani
 from explorer.live.run import Replay
 from explorer.models import get_model_entry
 from explorer.targets import target_choices
-from explorer.validation import check_seed
+from explorer.validation import check_flag, check_seed
 
 RUN_FORMAT = "seg-attack-explorer/run"
 RUN_VERSION = 1
@@ -59,6 +61,7 @@ class RunSpec:
     params: Dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     adv_threshold: float = 0.99
+    eight_bit: bool = False  #: the result was given the 8-bit finish (:mod:`explorer.attacks.lattice`)
 
     def to_json(self) -> str:
         return json.dumps({"format": RUN_FORMAT, "version": RUN_VERSION, **asdict(self)}, indent=2) + "\n"
@@ -73,8 +76,9 @@ class RunSpec:
         wrong.  A run file is untrusted: every field is checked against what this explorer
         offers — a known model, a shipped sample or ``upload:<sha256>``, a registered
         attack and only its hyper-parameters (never ``callback``, ``masks`` or the like), a
-        target the model supports, a whole seed, a number for ν — and unknown fields are
-        refused.  Nothing in it is ever used as a path, executed or unpickled."""
+        target the model supports, a whole seed, a number for ν, true or false for
+        ``eight_bit`` (absent: false) — and unknown fields are refused.  Nothing in it is ever
+        used as a path, executed or unpickled."""
         data = _parse_json(text)
         if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
             raise InputError(f"not a run file of this explorer (expected \"format\": \"{RUN_FORMAT}\")")
@@ -102,14 +106,16 @@ class RunSpec:
             raise InputError("run file: params must be an object of name: value")
         seed = check_seed(data.get("seed", 0), "run file: seed")
         threshold = data.get("adv_threshold", 0.99)
+        eight_bit = check_flag(data.get("eight_bit", False), "run file: eight_bit")
         return cls(model=entry.name, image=image, attack=attack.name, target=target,
                    params=attack.validate_hyperparameters(params), seed=seed,
-                   adv_threshold=attack.validate_hyperparameters({"adv_threshold": threshold})["adv_threshold"])
+                   adv_threshold=attack.validate_hyperparameters({"adv_threshold": threshold})["adv_threshold"],
+                   eight_bit=eight_bit)
 
 
 #: the fields of a run file
 RUN_FIELDS = frozenset({"format", "version", "model", "image", "attack", "target", "params", "seed",
-                        "adv_threshold"})
+                        "adv_threshold", "eight_bit"})
 #: how a run file names an uploaded picture
 UPLOAD_NAME = re.compile(r"upload:[0-9a-f]{64}")
 
@@ -165,10 +171,15 @@ def write_trace_csv(result: AttackResult, path: Path) -> Path:
 
 def write_downloads(result: AttackResult, clean_image, spec: RunSpec, folder: Path,
                     stem: Optional[str] = None) -> Dict[str, Path]:
-    """Write the four downloads of a run into ``folder``; return their paths by kind."""
+    """Write the four downloads of a run into ``folder``; return their paths by kind.  When
+    ``spec.eight_bit``, the PNG and perturbation are ``result.eight_bit``'s (the trace stays the
+    continuous attack's: the finish has no iterations)."""
+    if spec.eight_bit and result.eight_bit is None:
+        raise ValueError("spec.eight_bit is set, but the result carries no 8-bit finish (with_8bit_finish)")
     folder.mkdir(parents=True, exist_ok=True)
     stem = stem or f"{spec.attack}"
-    adv = result.adv_images[0].detach().cpu().float()
+    handed_out = result.eight_bit if spec.eight_bit else result
+    adv = handed_out.adv_images[0].detach().cpu().float()
     clean = clean_image.reshape(adv.shape).detach().cpu().float()
     paths = {"png": write_png(adv, folder / f"{stem}_adversarial.png"),
              "npy": folder / f"{stem}_perturbation.npy",

@@ -23,12 +23,13 @@ from torch import Tensor
 
 from explorer.attacks import get_attack
 from explorer.attacks.core import AttackResult, IterationRecord, SegmentationTask
+from explorer.attacks.lattice import with_8bit_finish
 from explorer.data.datasets import DatasetInfo
 from explorer.errors import InputError
 from explorer.live.scene import Scene
 from explorer.live.stops import StopSignal
 from explorer.metrics import apsr, confusion_matrix, mean_iou, pixel_accuracy
-from explorer.validation import check_seed
+from explorer.validation import check_flag, check_seed
 
 #: memory allowed for one run's replay frames (predictions, masks, float16 perturbations)
 FRAME_BUDGET_BYTES = 64 * 2 ** 20
@@ -109,12 +110,19 @@ class LiveAttack:
     Besides :meth:`stop` (same process), a :class:`~explorer.live.stops.StopSignal` is looked
     at after every iteration: a stop asked for by another process ends the run within one
     iteration too.
+
+    With ``eight_bit`` the attack's result gets the 8-bit finish
+    (:func:`~explorer.attacks.lattice.with_8bit_finish`): :attr:`returned` is then the image
+    on the 1/255 lattice that survives a PNG write, judged on that exact image, and
+    :attr:`result` carries both (``result.eight_bit``).
     """
 
     def __init__(self, scene: Scene, attack: str, params: Mapping[str, Any], seed: int = 0,
                  adv_threshold: float = 0.99, frame_budget_bytes: int = FRAME_BUDGET_BYTES,
-                 max_frames: int = MAX_FRAMES, stop_signal: Optional[StopSignal] = None):
+                 max_frames: int = MAX_FRAMES, stop_signal: Optional[StopSignal] = None,
+                 eight_bit: bool = False):
         self.scene = scene
+        self.eight_bit = check_flag(eight_bit, "8-bit valid result")
         self.spec = get_attack(attack)
         self.params = self.spec.validate_hyperparameters(params)
         checked = self.spec.validate_hyperparameters({"adv_threshold": adv_threshold})
@@ -204,6 +212,9 @@ class LiveAttack:
             self.result = self.spec(self.scene.model, self.scene.image, self.scene.attack_labels,
                                     targeted=self.scene.targeted, adv_threshold=self.adv_threshold,
                                     callback=self._on_record, record_maps=True, **self.params)
+            if self.eight_bit:
+                self.result = with_8bit_finish(self.scene.model, self.scene.image, self.scene.attack_labels,
+                                               self.result)
             with self._lock:  # the last iteration is always replayable
                 if self.latest is not None and (not self.frames or self.frames[-1] is not self.latest):
                     self.frames.append(self.latest)
@@ -258,14 +269,22 @@ class LiveAttack:
             if not self.done:
                 self.stop()
 
+    @property
+    def returned(self) -> AttackResult:
+        """What the run hands out: the 8-bit finish when asked for, else the attack's result."""
+        if self.result is not None and self.result.eight_bit is not None:
+            return self.result.eight_bit
+        return self.result
+
     def returned_frame(self, prediction: Tensor) -> Frame:
-        """A :class:`Frame` of the iterate the attack returned (its best, not its last), given
-        the model's ``prediction`` on it (1, H, W): its constraint mask is computed here."""
-        result, scene = self.result, self.scene
+        """A :class:`Frame` of the image the run returned (the attack's best iterate, not its
+        last, or its 8-bit finish), given the model's ``prediction`` on it (1, H, W): its
+        constraint mask is computed here."""
+        result, scene = self.returned, self.scene
         task = SegmentationTask(scene.attack_labels, None, scene.dataset.num_classes, scene.targeted,
                                 self.adv_threshold)
         states = task.pixel_states(task.pixel_success(prediction))
-        return Frame(iteration=result.iterations - 1, apsr=float(result.apsr[0]), linf=float(result.linf[0]),
+        return Frame(iteration=self.result.iterations - 1, apsr=float(result.apsr[0]), linf=float(result.linf[0]),
                      prediction=prediction[0].cpu().numpy().astype(np.int16), mask=states[0].cpu().numpy(),
                      perturbation=(result.adv_images[0] - scene.image[0]).cpu().numpy().astype(np.float16))
 
@@ -329,7 +348,10 @@ def friendly_error(error: BaseException) -> BaseException:
 @torch.no_grad()
 def run_metrics(scene: Scene, result: AttackResult, adv_prediction: Optional[Tensor] = None) -> Dict[str, Any]:
     """The after-run numbers, by name (see the module docstring).  ``adv_prediction`` — the
-    model's argmax on the returned image — is computed here unless the caller has it."""
+    model's argmax on the returned image — is computed here unless the caller has it.  A
+    result carrying its 8-bit finish is reported by that finish (the image handed out), with
+    the continuous attack's ℓ∞, APSR and success beside it."""
+    continuous, result = result, (result.eight_bit if result.eight_bit is not None else result)
     model, k = scene.model, scene.dataset.num_classes
     adv = result.adv_images[:1]
     if adv_prediction is None:
@@ -341,14 +363,21 @@ def run_metrics(scene: Scene, result: AttackResult, adv_prediction: Optional[Ten
     def miou(pred):
         return float(mean_iou(confusion_matrix(pred, reference, k)))
 
+    finished = {}
+    if continuous is not result:
+        finished = {"8-bit valid result": True,
+                    "continuous ℓ∞ × 255": float(continuous.linf[0] * 255),
+                    "continuous APSR": float(continuous.apsr[0]),
+                    "continuous success": bool(continuous.success[0])}
     return {
-        "attack": result.attack,
+        "attack": continuous.attack,
         "target": scene.target,
-        "iterations": result.iterations,
-        "stopped early": bool(result.stopped),
+        "iterations": continuous.iterations,
+        "stopped early": bool(continuous.stopped),
         "success (APSR ≥ ν)": bool(result.success[0]),
         "APSR": float(result.apsr[0]),
         "ℓ∞ × 255": float(result.linf[0] * 255),
+        **finished,
         "reference labels": scene.reference_name,
         "clean pixel accuracy": float(pixel_accuracy(scene.clean_prediction, reference, k)[0]),
         "clean mIoU": miou(scene.clean_prediction),
