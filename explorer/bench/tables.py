@@ -43,7 +43,8 @@ TABLE1 = (
 #: (title, attack, parameters) of each Table 1 row
 TABLE1_ROWS = tuple((preset or ATTACKS[attack].label(), attack, dict(ATTACKS[attack].presets[preset]) if preset else {})
                     for attack, preset in TABLE1)
-FIXED_BUDGET_ATTACKS = ("pgd", "segpgd", "cospgd", "tsallis_pgd", "sea")
+#: the fixed-budget attacks of `explorer-bench run --attacks fixed` ([Croce2024]'s evaluation adds APGD and SEA)
+FIXED_BUDGET_ATTACKS = ("pgd", "segpgd", "cospgd", "apgd", "tsallis_pgd", "sea")
 
 
 def quick_params(attack: str, params: Mapping[str, object], fraction: float) -> Dict[str, object]:

@@ -72,6 +72,31 @@ def test_table1_and_curves_carry_the_8bit_finish_when_every_record_has_one():
     assert "| – | – |" in report.markdown_table([row], report.MINIMAL_COLUMNS)
 
 
+def test_best_of_attacks_and_the_models_side_by_side_plot(tmp_path):
+    records = [bench_record("A", "i", linf_255=2.0, attack="alma_prox"), bench_record("B", "i", linf_255=1.0),
+               bench_record("A", "j", linf_255=5.0, success=False, attack="alma_prox"),
+               bench_record("B", "j", linf_255=3.0),
+               bench_record("A", "k", success=False, attack="alma_prox"), bench_record("B", "k", success=False),
+               bench_record("A", "l", linf_255=0.5, attack="alma_prox"),         # B never ran on l: left out
+               bench_record("A", "i", model="robust", linf_255=9.0, attack="alma_prox"),
+               bench_record("B", "i", model="robust", linf_255=7.0)]
+    envelopes = report.best_of_attacks(records)
+    count, linf, success = envelopes[("m", "untargeted")]
+    assert count == 2 and list(success) == [True, True, False]
+    np.testing.assert_allclose(linf[:2] * 255, [1.0, 3.0])
+    curves = report.model_comparison_curves(records)["untargeted"]
+    assert set(curves) == {"m: A", "m: best of 2 attacks", "robust: A", "robust: best of 2 attacks"}
+    eps, failure = curves["m: best of 2 attacks"]
+    assert failure[eps <= 1.5][-1] == pytest.approx(2 / 3)    # i fooled at 1, j at 3, k never
+    eps, failure = curves["robust: best of 2 attacks"]
+    assert failure[eps < 7][-1] == 1.0 and failure[-1] == 0.0
+    # one model alone: no side-by-side plot; two: written by the report
+    assert report.model_comparison_curves(records[:7]) == {}
+    report.write_report(records, tmp_path)
+    assert (tmp_path / "failure_rate_models_untargeted.png").exists()
+    assert "failure_rate_models_untargeted.png" in (tmp_path / "report.md").read_text()
+
+
 def test_fixed_budget_accuracy_and_miou_from_sums():
     clean = [record("clean", image="a", intersection=(6, 2, 0), union=(8, 4, 0), labelled=10),
              record("clean", image="b", intersection=(1, 3, 0), union=(3, 5, 0), labelled=6)]
