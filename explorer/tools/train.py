@@ -32,7 +32,7 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -112,6 +112,18 @@ def _stage_steps(stage: Dict[str, object]) -> str:
     return f"{stage['steps']} of {stage['of']} (cut)" if stage.get("cut") else str(stage["steps"])
 
 
+def _adversarial_rows(card: Dict[str, object]) -> str:
+    """The README's rows on adversarial training (none for a clean model)."""
+    adversarial = card.get("adversarial_training")
+    if not adversarial:
+        return ""
+    rows = f"| adversarial training | {adversarial['summary']}, {adversarial.get('time_s', 0) / 60:.1f} min |\n"
+    if "clean_miou_before" in adversarial:
+        before, drop = adversarial["clean_miou_before"], adversarial["clean_miou_drop"]
+        rows += f"| clean cost | validation mIoU {before:.4f} before, {before - drop:.4f} after ({drop:.4f} lost) |\n"
+    return rows
+
+
 def write_card(out_dir: Path, card: Dict[str, object], class_names) -> None:
     """Write ``card.json`` and a human-readable ``README.md`` model card."""
     (out_dir / "card.json").write_text(json.dumps(card, indent=2) + "\n")
@@ -134,7 +146,7 @@ def write_card(out_dir: Path, card: Dict[str, object], class_names) -> None:
 | validation | {card['validation']['num_images']} unseen scenes (seeds {card['validation']['seeds']}) |
 | pixel accuracy | {card['validation']['pixel_accuracy']:.4f} |
 | mIoU | {card['validation']['miou']:.4f} |
-
+{_adversarial_rows(card)}
 Command: `{card['command']}`
 
 Training stages (each a one-cycle run; later ones start from the weights of the one before):
@@ -325,7 +337,8 @@ def finish_stage(net: torch.nn.Module, settings: Dict[str, object], stage: Dict[
                    "train_seeds": [training_seeds(pool_size).start, training_seeds(pool_size).stop - 1],
                    "initialised_from": initial_card.get("name") if settings["init_from"] else None,
                    **({"adversarial": settings["adversarial"]} if settings.get("adversarial") else {})},
-        **({"adversarial_training": {**robust.as_dict(), "summary": robust.describe()}} if robust else {}),
+        **({"adversarial_training": adversarial_card_fields(robust, stages, initial_card, validation)}
+           if robust else {}),
         "training_time_s": round(sum(stage["time_s"] or 0 for stage in stages), 1),
         "stages": stages,
         "trained_on": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
@@ -334,6 +347,22 @@ def finish_stage(net: torch.nn.Module, settings: Dict[str, object], stage: Dict[
     }
     write_card(out_dir, card, info.dataset.class_names)
     return card
+
+
+def adversarial_card_fields(robust: AdversarialRecipe, stages: List[Dict[str, object]],
+                            initial_card: Dict[str, object], validation: Dict[str, object]) -> Dict[str, object]:
+    """The card's ``adversarial_training`` entry: the recipe, its one-line summary, the time of
+    the adversarial stages, and the clean cost — the validation mIoU of the model the first
+    adversarial stage started from, and how much of it was lost."""
+    first = next(i for i, stage in enumerate(stages) if stage.get("adversarial"))
+    fields: Dict[str, object] = {**robust.as_dict(), "summary": robust.describe(),
+                                 "time_s": round(sum(stage["time_s"] or 0 for stage in stages[first:]), 1)}
+    before = initial_card.get("validation", {}).get("miou") if first == len(stages) - 1 else \
+        (initial_card.get("adversarial_training") or {}).get("clean_miou_before")
+    if before is not None:
+        fields["clean_miou_before"] = round(float(before), 4)
+        fields["clean_miou_drop"] = round(float(before) - float(validation["miou"]), 4)
+    return fields
 
 
 def command_line(settings: Dict[str, object], threads: Optional[int] = 1) -> str:

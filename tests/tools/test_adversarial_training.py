@@ -113,3 +113,20 @@ def test_the_command_line_records_and_checks_the_adversarial_flags(tmp_path, no_
     monkeypatch.setattr(train_module, "train", lambda *a, **k: seen.append(k["adversarial"]))
     main(parsed + ["--out", str(tmp_path / "y")])
     assert seen == [SEGPGD_AT], "the recorded command parses back to the same recipe"
+
+
+def test_the_card_states_the_clean_cost_of_adversarial_training():
+    clean_stage = {"steps": 10, "time_s": 100.0, "sessions": 1, "command": "clean"}
+    first = {"steps": 5, "time_s": 30.0, "sessions": 1, "command": "at", "adversarial": FAST.as_dict()}
+    normal_card = {"name": "normal", "validation": {"miou": 0.65}}
+    fields = train_module.adversarial_card_fields(FAST, [clean_stage, first], normal_card, {"miou": 0.60})
+    assert fields["clean_miou_before"] == 0.65 and fields["clean_miou_drop"] == pytest.approx(0.05)
+    assert fields["time_s"] == 30.0 and fields["summary"] == FAST.describe()
+    # a second adversarial stage keeps the mIoU from before the first one, and adds its time
+    robust_card = {"name": "robust", "validation": {"miou": 0.60}, "adversarial_training": fields}
+    second = dict(first, time_s=20.0)
+    more = train_module.adversarial_card_fields(FAST, [clean_stage, first, second], robust_card, {"miou": 0.62})
+    assert more["clean_miou_before"] == 0.65 and more["clean_miou_drop"] == pytest.approx(0.03)
+    assert more["time_s"] == 50.0
+    rows = train_module._adversarial_rows({"adversarial_training": more})
+    assert "0.6500 before, 0.6200 after (0.0300 lost)" in rows and "0.8 min" in rows
