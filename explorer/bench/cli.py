@@ -143,7 +143,8 @@ def _main(argv: Optional[Sequence[str]] = None) -> None:
     run = sub.add_parser("run", help="attack images, append per-image results to a JSONL file")
     run.add_argument("--models", nargs="+", default=[DEFAULT_MODEL], type=argument(_model_name))
     run.add_argument("--attacks", nargs="+", default=["table1"],
-                     help="'table1', 'fixed', or name[:key=value,...] with JSON values")
+                     help="'table1', a Table 1 row's title (e.g. 'ALMA prox'), 'fixed', or name[:key=value,...] "
+                          "with JSON values")
     run.add_argument("--modes", nargs="+", default=["untargeted", "targeted"], choices=["untargeted", "targeted"])
     run.add_argument("--eps", nargs="*", type=argument(checks.eps_255), default=[0.25, 0.5, 1.0],
                      help="budgets × 255 for fixed-budget attacks, each in (0, 255]")

@@ -92,10 +92,16 @@ def validate_params(spec, params: Dict[str, object]) -> Dict[str, object]:
     return spec.validate(params)
 
 
+#: the titles of Table 1's rows, each usable alone as an --attacks token
+TABLE1_TITLES = frozenset(title for title, _, _ in TABLE1_ROWS)
+
+
 def parse_rows(tokens: Sequence[str], budget_fraction: float = 1.0) -> List[AttackRow]:
     """Attack rows from command-line tokens.
 
     ``table1`` expands to [Rony2023]'s minimal-norm rows (:data:`explorer.bench.tables.TABLE1_ROWS`),
+    a row's title (``"ALMA prox"``, ``"DAG η = 0.003"``) is that row alone (the same label as in
+    ``table1``, so a subset run on another model lines up with a full one),
     ``fixed`` to the fixed-budget attacks, and ``name[:key=value,...]`` is one registered
     attack with parameters (JSON values, e.g. ``pgd_bisection:loss="dlr",num_steps=10``).
     ``budget_fraction`` scales iteration budgets (and is written into the row label, so
@@ -110,6 +116,8 @@ def parse_rows(tokens: Sequence[str], budget_fraction: float = 1.0) -> List[Atta
     for token in tokens:
         if token == "table1":
             rows += [(title, attack, dict(params)) for title, attack, params in TABLE1_ROWS]
+        elif token in TABLE1_TITLES:
+            rows += [(title, attack, dict(params)) for title, attack, params in TABLE1_ROWS if title == token]
         elif token == "fixed":
             rows += [(get_attack(a).title, a, {}) for a in FIXED_BUDGET_ATTACKS]
         else:

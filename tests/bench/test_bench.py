@@ -152,6 +152,11 @@ def test_parse_rows():
     assert rows[-1].label == "ALMA prox" and rows[-1].attack == "alma_prox"
     (row,) = parse_rows(['pgd_bisection:loss="dlr",num_steps=10'])
     assert row.kwargs == {"loss": "dlr", "num_steps": 10}
+    # a Table 1 title picks that row with the same label and parameters as in the full table
+    dag_row, alma_row = parse_rows(["DAG η = 0.001", "ALMA prox"])
+    full = {r.label: r for r in rows}
+    assert dag_row == full["DAG η = 0.001"] and dag_row.kwargs["step_size"] == 0.001
+    assert alma_row == full["ALMA prox"]
     (quick,) = parse_rows(["alma_prox"], budget_fraction=0.1)
     assert quick.kwargs["num_steps"] == 50 and "×0.1" in quick.label
     with pytest.raises(InputError, match="no parameter"):
