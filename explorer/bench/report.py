@@ -139,7 +139,8 @@ def minimal_norm_table(records: Sequence[Mapping]) -> List[Dict[str, object]]:
         rows.append({"model": model, "mode": mode, "row": row, "images": len(group),
                      "median_255": summary["median_255"], "mean_255": summary["mean_255"],
                      "success_rate": summary["success_rate"],
-                     "median_8bit": eight_bit["median_255"], "success_8bit": eight_bit["success_rate"],
+                     "median_8bit": eight_bit["median_255"], "mean_8bit": eight_bit["mean_255"],
+                     "success_8bit": eight_bit["success_rate"],
                      "forwards": float(np.mean([r["forwards"] for r in group])),
                      "backwards": float(np.mean([r["backwards"] for r in group]))})
     untargeted_first = {"untargeted": 0, "targeted": 1}
@@ -153,9 +154,10 @@ def _has_8bit(r: Mapping) -> bool:
 
 
 def _eight_bit_summary(group: Sequence[Mapping]) -> Dict[str, Optional[float]]:
-    """Median ℓ∞ × 255 (whole levels) and success of the 8-bit finishes, None unless every record has one."""
+    """Median and mean ℓ∞ × 255 (whole levels) and success of the 8-bit finishes, None unless
+    every record has one."""
     if not all(_has_8bit(r) for r in group):
-        return {"median_255": None, "success_rate": None}
+        return {"median_255": None, "mean_255": None, "success_rate": None}
     return norm_summary(np.array([r["linf_8bit_255"] / 255 for r in group]),
                         np.array([r["success_8bit"] for r in group]))
 
@@ -279,7 +281,8 @@ def markdown_table(rows: Sequence[Mapping], columns: Sequence[Tuple[str, str, st
 MINIMAL_COLUMNS = (("model", "model", ""), ("mode", "mode", ""), ("attack", "row", ""), ("images", "images", "d"),
                    ("median ℓ∞×255", "median_255", ".2f"), ("mean ℓ∞×255", "mean_255", ".2f"),
                    ("success", "success_rate", ".0%"), ("8-bit median ×255", "median_8bit", ".0f"),
-                   ("8-bit success", "success_8bit", ".0%"), ("fwd/image", "forwards", ".0f"),
+                   ("8-bit mean ×255", "mean_8bit", ".2f"), ("8-bit success", "success_8bit", ".0%"),
+                   ("fwd/image", "forwards", ".0f"),
                    ("bwd/image", "backwards", ".0f"))
 FIXED_COLUMNS = (("model", "model", ""), ("mode", "mode", ""), ("attack", "row", ""), ("ε×255", "eps_255", ".2f"),
                  ("images", "images", "d"), ("pixel accuracy", "accuracy", ".3f"), ("mIoU", "miou", ".3f"))

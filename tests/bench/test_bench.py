@@ -62,12 +62,13 @@ def test_table1_and_curves_carry_the_8bit_finish_when_every_record_has_one():
                record("A", 0.5, image="c", linf_8bit_255=3.0, success_8bit=False)]
     (row,) = report.minimal_norm_table(records)
     assert row["median_8bit"] == 2.0 and row["success_8bit"] == pytest.approx(2 / 3)  # sorted 1, 2, 255
+    assert row["mean_8bit"] == pytest.approx((1 + 2 + 255) / 3)
     curves = report.failure_curves(records, thresholds_255=[0.0, 1.0, 2.0, 10.0])
     np.testing.assert_allclose(curves[("m", "untargeted")]["A (8-bit)"][1], [1.0, 2 / 3, 1 / 3, 1 / 3])
     # a file written before the finish existed (or one record without it): no 8-bit column, no curve
     older = records[:2] + [record("A", 0.5, image="c")]
     (row,) = report.minimal_norm_table(older)
-    assert row["median_8bit"] is None and row["success_8bit"] is None
+    assert row["median_8bit"] is None and row["mean_8bit"] is None and row["success_8bit"] is None
     assert "A (8-bit)" not in report.failure_curves(older)[("m", "untargeted")]
     assert "| – | – |" in report.markdown_table([row], report.MINIMAL_COLUMNS)
 
