@@ -292,8 +292,10 @@ TIMING_COLUMNS = (("model", "model", ""), ("attack", "row", ""), ("mode", "mode"
                   ("fwd/image", "forwards", ".0f"), ("bwd/image", "backwards", ".0f"))
 
 
-def plot_failure_png(curves: Mapping[str, Tuple[np.ndarray, np.ndarray]], title: str, path: Path) -> None:
-    """Failure rate against ε × 255: linear panel on [0, 2], log panel on [2, 255] ([Rony2023] Fig. 3)."""
+def plot_failure_png(curves: Mapping[str, Tuple[np.ndarray, np.ndarray]], title: str, path: Path,
+                     dashed: Sequence[str] = ()) -> None:
+    """Failure rate against ε × 255: linear panel on [0, 2], log panel on [2, 255] ([Rony2023] Fig. 3).
+    Curves named in ``dashed`` are drawn dashed and wider (visible where they coincide with another)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -303,8 +305,9 @@ def plot_failure_png(curves: Mapping[str, Tuple[np.ndarray, np.ndarray]], title:
     colors = plt.get_cmap("tab20").colors  # enough distinct colours for all of Table 1's rows
     for i, (row, (eps, failure)) in enumerate(curves.items()):
         color = colors[(2 * i) % 20 + (2 * i) // 20 % 2]
-        left.plot(eps[eps <= KNEE_255], failure[eps <= KNEE_255], label=row, color=color)
-        right.plot(eps[eps >= KNEE_255], failure[eps >= KNEE_255], color=color)
+        style = dict(color=color, **(dict(ls="--", lw=2.5, alpha=0.8) if row in dashed else {}))
+        left.plot(eps[eps <= KNEE_255], failure[eps <= KNEE_255], label=row, **style)
+        right.plot(eps[eps >= KNEE_255], failure[eps >= KNEE_255], **style)
     left.set_xlim(0, KNEE_255)
     right.set_xscale("log")
     right.set_xlim(KNEE_255, 255)
@@ -371,7 +374,8 @@ def write_report(records: Sequence[Mapping], out_dir: Path, source: str = "the r
         for mode, curves in model_comparison_curves(records).items():
             stem = f"failure_rate_models_{mode}"
             title = f"models side by side, {mode}"
-            plot_failure_png(curves, title, out_dir / f"{stem}.png")
+            plot_failure_png(curves, title, out_dir / f"{stem}.png",
+                             dashed=[label for label in curves if ": best of " in label])
             plot_failure_html(curves, title, out_dir / f"{stem}.html")
             parts.append(f"![failure rate, {title}]({stem}.png) ([interactive]({stem}.html))\n")
     fixed = fixed_budget_table(records)
