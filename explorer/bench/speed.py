@@ -1,22 +1,30 @@
-"""Core speed check: ALMA prox time over the model's own forward+backward time.
+"""Speed and memory check: each attack's time and peak memory over the model's own.
 
-ALMA prox spends one forward and one backward propagation per iteration; everything else
-(DLR constraints, adaptive masking, penalty, metric, proximity operator) is overhead.
-This script measures, in one run and on the same inputs,
+A first-order attack's floor is its model calls.  This command measures, in one run and on
+the same inputs,
 
-* ``plain``: ``num_steps`` forward+backward passes of the model (gradient w.r.t. the input),
-* ``alma``: ``alma_prox`` with ``num_steps`` iterations, once with each prox solver
-  ([Rony2023]'s ``ternary`` search, the default, and the ``histogram`` bracketing),
-* ``prox``: ``num_steps`` calls of the proximity operator alone, with each solver,
+* the model alone: a forward+backward pass (gradient w.r.t. the input) and a forward pass
+  without gradients, each timed over ``--steps`` passes;
+* every attack of ``--attacks`` with ``num_steps = --steps`` (fixed-budget attacks at
+  ``--eps``/255), and ALMA prox once more with the histogram prox solver;
+* the proximity operator alone, with each solver;
 
-and prints ``alma / plain`` (goal: <= 1.05).  The three are timed in interleaved rounds and
-each keeps its fastest round, so a disturbance of the machine during one measurement does
-not decide a ratio; every round's time is printed.
+and prints, per attack, ``time / floor`` where the floor is the time of the model calls the
+attack counted (``backwards`` forward+backward passes plus ``forwards − backwards`` plain
+forwards; goal for ALMA prox: <= 1.05), and ``peak / model's peak``: the attack's peak memory
+over one forward+backward pass's (goal <= 1.2).  Peak memory is the increase over the
+memory in use before the call: on CUDA ``torch.cuda.max_memory_allocated``; on the CPU the
+process's peak resident set (Linux ``VmHWM``, reset through ``/proc/self/clear_refs`` after
+``malloc_trim``), so it counts what the allocator really took from the system.
+
+Timings are interleaved rounds, each quantity keeping its fastest round, so a disturbance of
+the machine during one measurement does not decide a ratio; every round's time is printed.
 
 Usage::
 
-    explorer-bench speed                       # FPN MobileNetV2, 19 classes, 256x512
-    explorer-bench speed --arch segformer-b0 --height 512 --width 1024 --steps 20
+    explorer-bench speed                       # FPN MobileNetV2, 19 classes, 256x512, every attack
+    explorer-bench speed --arch segformer-b0 --height 1024 --width 2048 --steps 5 --rounds 1
+    explorer-bench speed --attacks alma_prox,dag --steps 20
 
 (``python -m explorer.bench speed`` from a checkout without the console scripts.)
 
@@ -25,19 +33,29 @@ The models have random weights (``encoder_weights=None``): speed does not depend
 from __future__ import annotations
 
 import argparse
+import ctypes
+import functools
+import re
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, List, Optional, Tuple
 
 import torch
 from torch import nn
 
-from explorer.attacks import alma_prox
 from explorer.attacks.prox import PROX_SOLVERS
+from explorer.attacks.registry import ATTACKS, get_attack
 from explorer.bench import checks
 from explorer.data.datasets import get_dataset
 from explorer.errors import InputError
 from explorer.models import SegmentationModel
 from explorer.models.architectures import ARCHITECTURES, build_network
 from explorer.models.loaders import finish
+
+#: the attacks timed by default: every attack with a per-iteration loop of its own (the
+#: bisection attacks repeat I-FGSM/PGD's loop, which ``pgd`` already times)
+DEFAULT_ATTACKS = ("alma_prox", "dag", "fmn", "pdpgd", "pgd", "segpgd", "cospgd", "apgd", "tsallis_pgd", "sea")
 
 
 def build_model(arch: str, dataset: str) -> nn.Module:
@@ -62,6 +80,17 @@ def time_plain(model: nn.Module, images: torch.Tensor, num_steps: int) -> float:
     return time.perf_counter() - start
 
 
+def time_forward(model: nn.Module, images: torch.Tensor, num_steps: int) -> float:
+    """Seconds for ``num_steps`` forward passes without gradients."""
+    _sync(images.device)
+    start = time.perf_counter()
+    with torch.no_grad():
+        for _ in range(num_steps):
+            model(images)
+    _sync(images.device)
+    return time.perf_counter() - start
+
+
 def time_prox(images: torch.Tensor, num_steps: int, solver: str = "ternary") -> float:
     """Seconds for ``num_steps`` proximity operators on perturbations of the images' size."""
     g = torch.Generator(device=images.device).manual_seed(0)
@@ -76,6 +105,109 @@ def time_prox(images: torch.Tensor, num_steps: int, solver: str = "ternary") -> 
     return time.perf_counter() - start
 
 
+# ----------------------------------------------------------------------------------------
+# Peak memory of a call
+# ----------------------------------------------------------------------------------------
+
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def _status_kib(field_name: str) -> int:
+    return int(re.search(rf"{field_name}:\s+(\d+) kB", _STATUS.read_text()).group(1))
+
+
+def _trim_heap() -> None:
+    """Give the C heap's free memory back to the system (glibc), so that memory freed by an
+    earlier call is not silently reused by the next one and hidden from its peak."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def cpu_peak_supported() -> bool:
+    """Whether this system can reset and read the process's peak resident set (Linux >= 4.0)."""
+    try:
+        _CLEAR_REFS.write_text("5")
+        _status_kib("VmHWM")
+        return True
+    except (OSError, AttributeError):
+        return False
+
+
+def peak_memory(call: Callable[[], object], device: torch.device) -> Tuple[object, Optional[int]]:
+    """Run ``call()``; return its value and the peak memory it added, in bytes (None if unmeasurable).
+
+    CUDA: ``max_memory_allocated`` minus the memory allocated before the call.  CPU: the
+    peak resident set during the call (``VmHWM`` after a reset) minus the resident set
+    before it, after returning the C heap's free memory to the system.
+    """
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        value = call()
+        torch.cuda.synchronize(device)
+        return value, torch.cuda.max_memory_allocated(device) - before
+    if device.type != "cpu" or not cpu_peak_supported():
+        return call(), None
+    _trim_heap()
+    _CLEAR_REFS.write_text("5")
+    before = _status_kib("VmRSS")
+    value = call()
+    return value, (_status_kib("VmHWM") - before) * 1024
+
+
+# ----------------------------------------------------------------------------------------
+# The measurement
+# ----------------------------------------------------------------------------------------
+
+@dataclass
+class Row:
+    """One attack's measurements over the rounds."""
+
+    label: str
+    run: Callable[[], object]
+    times: List[float] = field(default_factory=list)
+    peaks: List[int] = field(default_factory=list)
+    forwards: int = 0
+    backwards: int = 0
+
+    def floor(self, fb_s: float, forward_s: float) -> float:
+        """Seconds the model calls it counted cost alone (per-pass times of the model)."""
+        return self.backwards * fb_s + max(self.forwards - self.backwards, 0) * forward_s
+
+
+def attack_rows(names: List[str], model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                steps: int, eps: float) -> List[Row]:
+    """A :class:`Row` per attack (ALMA prox twice: each prox solver), each running ``steps`` iterations."""
+    rows = []
+    for name in names:
+        spec = get_attack(name)
+        params = {"num_steps": steps}
+        if "eps" in spec.defaults():
+            params["eps"] = eps / 255
+        variants = [("", {})]
+        if name == "alma_prox":
+            variants = [(f" ({solver} prox)", {"prox_solver": solver}) for solver in PROX_SOLVERS]
+        for suffix, extra in variants:
+            kwargs = {**params, **extra}
+            run = functools.partial(spec, model, images, labels, **kwargs)
+            rows.append(Row(spec.title + suffix, run))
+    return rows
+
+
+def attack_names(text: str) -> List[str]:
+    """An argparse type: a comma-separated list of registered attack names."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in ATTACKS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"unknown attack {', '.join(map(repr, unknown)) or '(none given)'}; "
+                                         f"choose among {', '.join(sorted(ATTACKS))}")
+    return names
+
+
 #: the largest batch (pixels, all images together) the speed check allocates
 MAX_PIXELS = 2 ** 28
 
@@ -88,6 +220,10 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(str(error).strip()) from None
 
 
+def _mib(value: Optional[int]) -> str:
+    return "n/a" if value is None else f"{value / 2 ** 20:.0f}"
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="explorer-bench speed", description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="fpn-mobilenet")
@@ -95,7 +231,10 @@ def main(argv=None) -> None:
     parser.add_argument("--height", type=positive_int, default=256)
     parser.add_argument("--width", type=positive_int, default=512)
     parser.add_argument("--batch", type=positive_int, default=1)
-    parser.add_argument("--steps", type=positive_int, default=50)
+    parser.add_argument("--steps", type=positive_int, default=20)
+    parser.add_argument("--attacks", type=attack_names, default=list(DEFAULT_ATTACKS),
+                        help="comma-separated attack names (default: " + ",".join(DEFAULT_ATTACKS) + ")")
+    parser.add_argument("--eps", type=float, default=4.0, help="radius × 255 of the fixed-budget attacks")
     parser.add_argument("--device", type=checks.argument(checks.device),
                         default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=checks.argument(checks.seed), default=0)
@@ -106,6 +245,8 @@ def main(argv=None) -> None:
     if args.batch * args.height * args.width > MAX_PIXELS:
         parser.error(f"--batch x --height x --width is {args.batch * args.height * args.width} pixels; "
                      f"the speed check allows at most {MAX_PIXELS}")
+    if not 0 < args.eps <= 255:
+        parser.error(f"--eps must be in (0, 255] (a radius × 255), got {args.eps}")
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -116,33 +257,46 @@ def main(argv=None) -> None:
     with torch.no_grad():
         labels = model(images).argmax(1)
 
-    time_plain(model, images, 3)  # warm-up
-    # Interleaved rounds; each quantity keeps its fastest round (the least disturbed by the
-    # rest of the machine), so the ratios compare like with like.
-    plain, alma, prox, counts = [], {s: [] for s in PROX_SOLVERS}, {s: [] for s in PROX_SOLVERS}, {}
+    time_plain(model, images, 2)  # warm-up
+    rows = attack_rows(args.attacks, model, images, labels, args.steps, args.eps)
+    plain, forward, plain_peaks, prox = [], [], [], {s: [] for s in PROX_SOLVERS}
     for _ in range(args.rounds):
-        plain.append(time_plain(model, images, args.steps))
+        seconds, peak = peak_memory(lambda: time_plain(model, images, args.steps), device)
+        plain.append(seconds)
+        plain_peaks.append(peak)
+        forward.append(time_forward(model, images, args.steps))
+        for row in rows:
+            result, peak = peak_memory(row.run, device)
+            row.times.append(result.elapsed_s)
+            row.peaks.append(peak)
+            row.forwards, row.backwards = int(result.num_forwards.max()), int(result.num_backwards.max())
         for solver in PROX_SOLVERS:
-            result = alma_prox(model, images, labels, num_steps=args.steps, prox_solver=solver)
-            alma[solver].append(result.elapsed_s)
-            counts[solver] = (int(result.num_forwards[0]), int(result.num_backwards[0]))
             prox[solver].append(time_prox(images, args.steps, solver))
-    plain_s = min(plain)
+    fb_s, forward_s = min(plain) / args.steps, min(forward) / args.steps
+    model_peak = None if None in plain_peaks else max(plain_peaks)
 
     print(f"model {args.arch}, {model.num_classes} classes, batch {args.batch} x 3 x {args.height} x {args.width}, "
           f"{args.steps} steps, device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"fastest of {args.rounds} interleaved rounds")
-    print(f"plain forward+backward: {plain_s:8.3f} s  (rounds: {', '.join(f'{t:.3f}' for t in plain)})")
-    for solver, times in alma.items():
-        forwards, backwards = counts[solver]
-        print(f"ALMA prox ({solver:9s}): {min(times):8.3f} s  (forwards {forwards}, backwards {backwards}; "
-              f"rounds: {', '.join(f'{t:.3f}' for t in times)})")
+          f"fastest of {args.rounds} interleaved rounds; fixed-budget attacks at ε = {args.eps:g}/255")
+    print(f"model alone: forward+backward {fb_s * 1000:.1f} ms, forward {forward_s * 1000:.1f} ms per pass "
+          f"(rounds of {args.steps} forward+backward: {', '.join(f'{t:.3f}' for t in plain)} s); "
+          f"peak memory of a forward+backward {_mib(model_peak)} MiB")
+    print()
+    print("| attack | forwards | backwards | time s | floor s | time / floor | peak MiB | peak / model's |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        floor = row.floor(fb_s, forward_s)
+        peak = None if None in row.peaks else max(row.peaks)
+        peak_ratio = "n/a" if peak is None or not model_peak else f"{peak / model_peak:.2f}"
+        print(f"| {row.label} | {row.forwards} | {row.backwards} | {min(row.times):.3f} | {floor:.3f} | "
+              f"{min(row.times) / floor:.3f} | {_mib(peak)} | {peak_ratio} |")
+    print()
+    print("attack rounds (s): " + "; ".join(f"{row.label}: {', '.join(f'{t:.3f}' for t in row.times)}"
+                                              for row in rows))
     for solver, times in prox.items():
-        print(f"prox alone ({solver:9s}): {min(times):7.3f} s")
-    for solver, times in alma.items():
-        print(f"ratio ALMA prox ({solver}) / plain = {min(times) / plain_s:.3f}   (goal <= 1.05)")
-    for solver, times in prox.items():
-        print(f"ratio prox ({solver}) / plain      = {min(times) / plain_s:.3f}")
+        print(f"prox alone ({solver}): {min(times):.3f} s for {args.steps} calls, "
+              f"{min(times) / (args.steps * fb_s):.3f} of the forward+backward time")
+
 
 if __name__ == "__main__":
     main()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -405,15 +406,44 @@ def test_bad_command_line_input_exits_with_its_message(tmp_path):
     assert not (tmp_path / "r.jsonl").exists()
 
 
-def test_speed_command_reports_both_prox_solvers(capsys):
+def test_speed_command_prints_each_attack_against_its_counted_model_calls(capsys):
     from explorer.bench.cli import main
 
-    main(["speed", "--height", "32", "--width", "64", "--steps", "2", "--threads", "1", "--rounds", "2"])
+    main(["speed", "--height", "32", "--width", "64", "--steps", "2", "--threads", "1", "--rounds", "2",
+          "--attacks", "alma_prox,dag,pgd"])
     text = capsys.readouterr().out
+    rows = {line.split(" | ")[0].lstrip("| "): line.strip(" |").split(" | ")
+            for line in text.splitlines() if line.startswith("| ") and "---" not in line and "attack |" not in line}
+    assert set(rows) == {"ALMA prox (ternary prox)", "ALMA prox (histogram prox)", "DAG", "PGD"}
+    fb_ms, forward_ms = map(float, re.search(r"forward\+backward ([\d.]+) ms, forward ([\d.]+) ms", text).groups())
+    for label, (_, forwards, backwards, seconds, floor, ratio, peak, peak_ratio) in rows.items():
+        # ALMA prox and DAG: one forward and one backward per iteration; PGD evaluates its last iterate too
+        assert (int(forwards), int(backwards)) == ((3, 2) if label == "PGD" else (2, 2))
+        # the floor is the counted calls at the model's own per-pass times, and the ratio is time over it
+        expected_floor = (2 * fb_ms + (int(forwards) - 2) * forward_ms) / 1000
+        assert float(floor) == pytest.approx(expected_floor, abs=2e-3)
+        assert float(ratio) == pytest.approx(float(seconds) / float(floor), rel=0.03)  # printed to 3 decimals
+        assert peak == "n/a" or float(peak) >= 0
     for solver in ("histogram", "ternary"):
-        assert f"ratio ALMA prox ({solver}) / plain = " in text
-        assert f"ratio prox ({solver}) / plain" in text
-    assert "(forwards 2, backwards 2; rounds: " in text
+        assert f"prox alone ({solver}): " in text
+
+
+def test_peak_memory_sees_a_large_allocation():
+    from explorer.bench.speed import cpu_peak_supported, peak_memory
+
+    if not cpu_peak_supported():
+        pytest.skip("this system cannot reset the process's peak resident set")
+    size = 64 * 2 ** 20
+
+    def allocate():
+        block = torch.ones(size // 4)  # 64 MiB, written so every page is resident
+        return float(block[-1])
+
+    value, peak = peak_memory(allocate, torch.device("cpu"))
+    assert value == 1.0
+    assert 0.9 * size <= peak <= 1.5 * size
+    _, small = peak_memory(lambda: torch.ones(10).sum(), torch.device("cpu"))
+    assert small < size / 4
 
 
 @pytest.mark.parametrize("bad", [["--rounds", "0"], ["--steps", "-2"], ["--height", "x"]])
