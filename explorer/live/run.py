@@ -238,19 +238,22 @@ class LiveAttack:
                         frame=frame, elapsed_s=end - self._start, done=self.done and self._end is not None)
 
     def snapshots(self, interval: float = 0.1) -> Iterator[Snapshot]:
-        """Start if needed and yield a snapshot at most every ``interval`` seconds while
-        iterations arrive, then a final one.  Raises the worker's error (as
+        """Start if needed and yield a snapshot as soon as the first iteration arrives, then
+        at most every ``interval`` seconds while iterations arrive, then a final one.  Raises the worker's error (as
         :class:`InputError` when it is one a user can act on) after a last snapshot of
         the iterations done before it.  Closing the generator
         early (a viewer went away) stops the attack."""
         self.start()
         try:
-            finished = False
+            finished, first = False, True
             while not finished:
                 item = self._news.get()
                 if item is None:
                     finished = True
-                deadline = time.perf_counter() + interval
+                # the first iteration is shown as soon as it arrives (the visitor waits for it);
+                # later ones are gathered for up to ``interval`` seconds
+                deadline = time.perf_counter() + (0.0 if first else interval)
+                first = False
                 while not finished:  # drain what arrived during the interval
                     try:
                         item = self._news.get(timeout=max(0.0, deadline - time.perf_counter()))

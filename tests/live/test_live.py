@@ -82,6 +82,39 @@ def test_a_run_stopped_early_keeps_every_frame_it_can():
     assert [f.iteration for f in run.frames][:57] == list(range(57))
 
 
+def test_the_first_iteration_is_shown_without_waiting_for_the_refresh_interval():
+    """A visitor waits for the first curve point: it is yielded as soon as iteration 0 is
+    recorded, even when later snapshots are gathered for an hour (interval=3600)."""
+    import dataclasses
+    import threading
+
+    scene = prepare_scene(STREET, "street-002")
+    release = threading.Event()
+    calls = []
+
+    class HeldAfterTheFirstCall(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            calls.append(1)
+            if len(calls) > 1:
+                release.wait(60)  # iteration 1 waits until the test has seen iteration 0
+            return self.inner(x)
+
+    held = dataclasses.replace(scene, model=HeldAfterTheFirstCall(scene.model))
+    run = LiveAttack(held, "alma_prox", {"num_steps": 4})
+    snapshots = run.snapshots(interval=3600)
+    try:
+        first = next(snapshots)
+        assert first.iteration == 1 and not first.done
+    finally:
+        release.set()
+    rest = list(snapshots)
+    assert rest[-1].done and rest[-1].iteration == 4
+
+
 def test_live_run_streams_records_and_frames_within_budget():
     scene = prepare_scene(STREET, "street-002")
     run = LiveAttack(scene, "alma_prox", {"num_steps": 30}, max_frames=10)
