@@ -115,9 +115,14 @@ def models_table(names: List[str]) -> str:
         entry = get_model_entry(name)
         card = entry.card
         size = sum(p.stat().st_size for p in Path(entry.source).glob("*.safetensors")) / 2 ** 20
-        lines.append(f"| `{name}` | {card['world']} | {card['arch']} | {size:.1f} MB | "
-                     f"{card['training_time_s'] / 60:.0f} min | {card['validation']['pixel_accuracy']:.3f} | "
-                     f"{card['validation']['miou']:.3f} |")
+        arch, minutes = card["arch"], f"{card['training_time_s'] / 60:.0f} min"
+        adversarial = card.get("adversarial_training")
+        if adversarial:  # the clean stages, then the adversarial fine-tuning
+            arch += f", {adversarial['summary'].split(' (')[0]}"
+            clean_s = card["training_time_s"] - adversarial["time_s"]
+            minutes += f" ({clean_s / 60:.0f} + {adversarial['time_s'] / 60:.0f})"
+        lines.append(f"| `{name}` | {card['world']} | {arch} | {size:.1f} MB | {minutes} | "
+                     f"{card['validation']['pixel_accuracy']:.3f} | {card['validation']['miou']:.3f} |")
     return "\n".join(lines) + "\n"
 
 

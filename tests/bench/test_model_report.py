@@ -37,3 +37,17 @@ def test_the_classes_table_shows_pixel_shares_and_flags_common_classes_below_iou
         line = next(row for row in text.splitlines() if row.startswith(f"| {name} |"))
         flagged = few[c] >= model_report.MIN_SHARE and ious[c] is not None and ious[c] < model_report.MIN_IOU
         assert ("**" in line) == bool(flagged), line
+
+
+def test_the_models_table_splits_an_adversarially_trained_model_s_time_into_its_stages():
+    from explorer.bench.model_report import models_table
+    from explorer.models import get_model_entry
+
+    card = get_model_entry("street-unet-mobilenet-robust").card
+    row = models_table(["street-unet-mobilenet-robust"]).splitlines()[-1]
+    clean_min = round((card["training_time_s"] - card["adversarial_training"]["time_s"]) / 60)
+    adversarial_min = round(card["adversarial_training"]["time_s"] / 60)
+    assert "unet-mobilenet, SegPGD-AT, ε = 8/255" in row
+    assert f"{card['training_time_s'] / 60:.0f} min ({clean_min} + {adversarial_min})" in row
+    plain = models_table(["street-unet-mobilenet"]).splitlines()[-1]
+    assert "SegPGD" not in plain and "(" not in plain
