@@ -45,7 +45,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from explorer.attacks.losses import top_logits
+from explorer.attacks.losses import predicted_classes, top_logits
 from explorer.attacks.registry import ADV_THRESHOLD, validate_common
 from explorer.errors import InputError
 
@@ -557,7 +557,7 @@ class AttackRun:
         logits = self.forward(adv, index)
         task = self.task
         top = top_logits(logits, top_k) if top_k else None
-        prediction = logits.argmax(1) if top is None else top.indices[:, 0].detach()
+        prediction = predicted_classes(logits) if top is None else top.indices[:, 0].detach()
         pixel_adv = task.pixel_success(prediction, index)
         apsr = task.apsr(pixel_adv, index)
         linf = perturbation.detach().flatten(1).abs().amax(1)

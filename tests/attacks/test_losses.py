@@ -1,4 +1,5 @@
 """DLR constraint and the penalty of [Rony2023] (eq. 3 and eq. 9)."""
+import pytest
 import torch
 from torch.autograd import gradcheck
 
@@ -82,3 +83,19 @@ def test_reference_gradient_is_mu_times_y_and_fails_gradcheck():
     expected = mu * y.detach() + 2 * mu * rho * y.detach() + rho ** 2 * y.detach() ** 2 / 2
     assert torch.allclose(y.grad, expected)
     assert not gradcheck(lambda t: penalty(t, rho, mu, grad="reference"), (y,), raise_exception=False)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_predicted_classes_are_argmax_including_its_tie_rule(dtype):
+    from explorer.attacks.losses import predicted_classes
+
+    generator = torch.Generator().manual_seed(0)
+    for shape in [(2, 19, 9, 7), (1, 21, 16, 16), (3, 2, 4, 4), (1, 1, 3, 3), (6, 5)]:
+        continuous = torch.randn(shape, generator=generator).to(dtype)
+        tied = torch.randint(-2, 2, shape, generator=generator).to(dtype)  # many ties for the first place
+        extreme = torch.tensor([-3e38, 3e38, 3e38, -0.0, 0.0]).view(1, 5, 1, 1).expand(2, 5, 3, 3)
+        for logits in (continuous, tied, extreme.to(dtype) if dtype != torch.float16 else tied):
+            assert torch.equal(predicted_classes(logits), logits.argmax(1))
+    with_nan = torch.randn(1, 4, 3, 3, generator=generator).to(dtype)
+    with_nan[0, 2, 1, 1] = float("nan")
+    assert torch.equal(predicted_classes(with_nan), with_nan.argmax(1))
