@@ -138,6 +138,8 @@ def alma_prox(model: nn.Module, images: Tensor, labels: Tensor, *,
             pixel_adv_in_window = torch.zeros_like(task.masks)
             # (1-ν)|M|: pixels that may stay unfooled in a successful image
             violations_allowed = [m - math.ceil(adv_threshold * m - 1e-9) for m in task.mask_count_host]
+            # the same counts on the device, so that step 4 copies nothing from the host
+            violations_allowed_t = torch.tensor(violations_allowed, dtype=torch.float64, device=device)
 
         pixel_adv_in_window |= pixel_adv
         if i < num_steps // 2:
@@ -153,8 +155,10 @@ def alma_prox(model: nn.Module, images: Tensor, labels: Tensor, *,
         kept = task.masks
         if constraint_masking:
             fraction = i / (num_steps - 1) if (mask_decay and num_steps > 1) else (0.0 if mask_decay else 1.0)
-            drop_counts = [int(allowed * fraction) for allowed in violations_allowed]
-            kept = drop_largest(constraints, task.masks, drop_counts)
+            # floor(allowed × fraction) per image, in float64 on both sides: the host's largest
+            # count (the top-k size) is the maximum of the device's counts
+            drop_counts = (violations_allowed_t * fraction).long()
+            kept = drop_largest(constraints, task.masks, drop_counts, k_max=int(max(violations_allowed) * fraction))
 
         # 5. penalty parameter update
         c_now = constraints.detach()

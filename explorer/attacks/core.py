@@ -715,19 +715,32 @@ def keep_better(best_adv: Tensor, best_score: Tensor, adv: Tensor, score: Tensor
             torch.where(improved, score, best_score), improved)
 
 
-def drop_largest(constraints: Tensor, masks: Tensor, counts: Sequence[int]) -> Tensor:
+def drop_largest(constraints: Tensor, masks: Tensor, counts: Union[Sequence[int], Tensor],
+                 k_max: Optional[int] = None) -> Tensor:
     """Mask ``m~``: the labelled pixels minus exactly ``counts[i]`` largest constraints of image i.
 
     Adaptive constraint masking, [Rony2023], eq. 6.  Exact count (ties included) and safe
     for batches whose images drop different numbers of pixels, including zero.
+
+    ``counts`` is a sequence of ints, or an (N,) integer tensor on the constraints' device
+    together with ``k_max >= max(counts)`` known on the host — then building the mask
+    needs no host-to-device copy, which on an accelerator would wait for the queued work
+    at every iteration.
     """
-    k_max = max(counts) if len(counts) else 0
+    if torch.is_tensor(counts):
+        if k_max is None:
+            raise ValueError("drop_largest: a tensor of counts needs k_max (the largest count, known on the host)")
+        counts_t = counts.to(constraints.device).view(-1, 1)
+    else:
+        k_max = max(counts) if len(counts) else 0
+        counts_t = None
     if k_max == 0:
         return masks
     n = constraints.shape[0]
     candidates = constraints.detach().masked_fill(~masks, float("-inf")).flatten(1)
     top_index = candidates.topk(k_max, dim=1).indices
-    counts_t = torch.as_tensor(list(counts), device=constraints.device).view(n, 1)
+    if counts_t is None:
+        counts_t = torch.as_tensor(list(counts), device=constraints.device).view(n, 1)
     dropped_rank = torch.arange(k_max, device=constraints.device).view(1, k_max) < counts_t
     dropped = torch.zeros_like(candidates, dtype=torch.bool)
     dropped.scatter_(1, top_index, dropped_rank)

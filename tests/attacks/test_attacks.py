@@ -81,6 +81,19 @@ def test_drop_largest_exact_count_with_ties_and_zero():
     assert torch.equal(kept[1], torch.tensor([[False, False, True, True]]))  # 3.0 is unlabelled
 
 
+def test_drop_largest_takes_its_counts_as_a_device_tensor_with_the_same_result():
+    generator = torch.Generator().manual_seed(3)
+    constraints = torch.randint(-3, 4, (4, 6, 7), generator=generator).float()  # many ties
+    masks = torch.rand(4, 6, 7, generator=generator) > 0.2
+    for counts in ([0, 0, 0, 0], [5, 0, 2, 9], [1, 1, 1, 1]):
+        expected = drop_largest(constraints, masks, counts)
+        got = drop_largest(constraints, masks, torch.tensor(counts), k_max=max(counts))
+        assert torch.equal(got, expected)
+        assert [int(n) for n in (masks & ~got).flatten(1).sum(1)] == counts
+    with pytest.raises(ValueError, match="k_max"):
+        drop_largest(constraints, masks, torch.tensor([1, 0, 0, 0]))
+
+
 @pytest.mark.parametrize("targeted", [False, True])
 @pytest.mark.parametrize("step_size", [0.003, 0.001])
 def test_dag_succeeds_and_never_beats_the_optimum(targeted, step_size):
