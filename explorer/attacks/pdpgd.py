@@ -108,9 +108,12 @@ def pdpgd(model: nn.Module, images: Tensor, labels: Tensor, *, targeted: bool = 
             # dual ascent in the log domain on the constraints' signs
             dual = torch.where(m, dual + dual_step * torch.sign(margin.detach()).double(), dual)
             dual.clamp_(-log_bound, log_bound)
-        if run.report(k, apsr=apsr, linf=norm, loss=smooth.detach(), step_size=torch.full((n,), step),
-                      extras={"norm_weight": (1 - total).float()},
-                      pixel_states=lambda: task.pixel_states(pixel_adv), prediction=lambda: prediction):
+        stop = run.report(k, apsr=apsr, linf=norm, loss=smooth.detach(), step_size=torch.full((n,), step),
+                          extras={"norm_weight": (1 - total).float()},
+                          pixel_states=lambda: task.pixel_states(pixel_adv), prediction=lambda: prediction)
+        # nothing of this iteration's model output lives through the next forward (peak memory)
+        del ev, logits, prediction, pixel_adv, margin, smooth, grad, scale, moved
+        if stop:
             break
     return run.result()
 
