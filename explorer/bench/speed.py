@@ -11,7 +11,10 @@ the same inputs,
 
 and prints, per attack, ``time / floor`` where the floor is the time of the model calls the
 attack counted (``backwards`` forward+backward passes plus ``forwards − backwards`` plain
-forwards; goal for ALMA prox: <= 1.05), and ``peak / model's peak``: the attack's peak memory
+forwards; goal for ALMA prox: <= 1.05) — from the fastest rounds of each, and ``paired``: the
+median over rounds of the attack's time over a floor priced by forward+backward passes timed
+just before it (on a machine whose load changes, the two measurements of a pair see the same
+load) — and ``peak / model's peak``: the attack's peak memory
 over one forward+backward pass's (goal <= 1.2).  Peak memory is the increase over the
 memory in use before the call: on CUDA ``torch.cuda.max_memory_allocated``; on the CPU the
 process's peak resident set (Linux ``VmHWM``, reset through ``/proc/self/clear_refs`` after
@@ -36,6 +39,7 @@ import argparse
 import ctypes
 import functools
 import re
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,6 +175,9 @@ class Row:
     run: Callable[[], object]
     times: List[float] = field(default_factory=list)
     peaks: List[int] = field(default_factory=list)
+    #: per round, the attack's time over the floor priced at the model's per-pass times
+    #: measured just before it (paired: both see the same load on the machine)
+    paired_ratios: List[float] = field(default_factory=list)
     forwards: int = 0
     backwards: int = 0
 
@@ -266,10 +273,13 @@ def main(argv=None) -> None:
         plain_peaks.append(peak)
         forward.append(time_forward(model, images, args.steps))
         for row in rows:
+            adjacent_fb = time_plain(model, images, args.steps) / args.steps
             result, peak = peak_memory(row.run, device)
             row.times.append(result.elapsed_s)
             row.peaks.append(peak)
             row.forwards, row.backwards = int(result.num_forwards.max()), int(result.num_backwards.max())
+            plain.append(adjacent_fb * args.steps)
+            row.paired_ratios.append(result.elapsed_s / row.floor(adjacent_fb, min(forward) / args.steps))
         for solver in PROX_SOLVERS:
             prox[solver].append(time_prox(images, args.steps, solver))
     fb_s, forward_s = min(plain) / args.steps, min(forward) / args.steps
@@ -282,14 +292,15 @@ def main(argv=None) -> None:
           f"(rounds of {args.steps} forward+backward: {', '.join(f'{t:.3f}' for t in plain)} s); "
           f"peak memory of a forward+backward {_mib(model_peak)} MiB")
     print()
-    print("| attack | forwards | backwards | time s | floor s | time / floor | peak MiB | peak / model's |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| attack | forwards | backwards | time s | floor s | time / floor | paired | peak MiB | peak / model's |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         floor = row.floor(fb_s, forward_s)
         peak = None if None in row.peaks else max(row.peaks)
         peak_ratio = "n/a" if peak is None or not model_peak else f"{peak / model_peak:.2f}"
         print(f"| {row.label} | {row.forwards} | {row.backwards} | {min(row.times):.3f} | {floor:.3f} | "
-              f"{min(row.times) / floor:.3f} | {_mib(peak)} | {peak_ratio} |")
+              f"{min(row.times) / floor:.3f} | {statistics.median(row.paired_ratios):.3f} | {_mib(peak)} | "
+              f"{peak_ratio} |")
     print()
     print("attack rounds (s): " + "; ".join(f"{row.label}: {', '.join(f'{t:.3f}' for t in row.times)}"
                                               for row in rows))
