@@ -169,3 +169,19 @@ def test_metrics_agree_with_the_result_and_the_core_metrics():
     assert metrics["adversarial pixel accuracy"] == pytest.approx(
         float(pixel_accuracy(adv_prediction, scene.ground_truth, 21)[0]))
     assert metrics["forwards"] == int(result.num_forwards[0]) and 0 <= metrics["8-bit PNG APSR"] <= 1
+
+
+def test_the_app_runs_cnn_models_channels_last_on_the_cpu_with_the_same_predictions():
+    from explorer.live.scene import cached_model
+    from explorer.models import load_model
+
+    for name, sample in ((STREET, "street-001"), (OBJECTS, "objects-002")):
+        image = load_sample(sample)[0][None]
+        shared, plain = cached_model(name), load_model(name, device="cpu")
+        with torch.no_grad():
+            fast, reference = shared(image), plain(image)
+        assert fast.is_contiguous(memory_format=torch.channels_last)
+        assert not reference.is_contiguous(memory_format=torch.channels_last)
+        # the same network: logits equal up to float rounding of another convolution order
+        assert torch.allclose(fast, reference, atol=1e-3, rtol=1e-4)
+        assert float((fast.argmax(1) == reference.argmax(1)).float().mean()) > 0.999
