@@ -242,6 +242,9 @@ def main(argv=None) -> None:
     parser.add_argument("--attacks", type=attack_names, default=list(DEFAULT_ATTACKS),
                         help="comma-separated attack names (default: " + ",".join(DEFAULT_ATTACKS) + ")")
     parser.add_argument("--eps", type=float, default=4.0, help="radius × 255 of the fixed-budget attacks")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="run the network in the channels-last memory format (what the app does on the CPU "
+                             "for the CNN architectures)")
     parser.add_argument("--device", type=checks.argument(checks.device),
                         default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=checks.argument(checks.seed), default=0)
@@ -260,6 +263,8 @@ def main(argv=None) -> None:
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
     model = build_model(args.arch, args.dataset).to(device)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     images = torch.rand(args.batch, 3, args.height, args.width, device=device)
     with torch.no_grad():
         labels = model(images).argmax(1)
@@ -286,7 +291,8 @@ def main(argv=None) -> None:
     model_peak = None if None in plain_peaks else max(plain_peaks)
 
     print(f"model {args.arch}, {model.num_classes} classes, batch {args.batch} x 3 x {args.height} x {args.width}, "
-          f"{args.steps} steps, device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"{args.steps} steps, device {device}{', channels-last' if args.channels_last else ''}, "
+          f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"fastest of {args.rounds} interleaved rounds; fixed-budget attacks at ε = {args.eps:g}/255")
     print(f"model alone: forward+backward {fb_s * 1000:.1f} ms, forward {forward_s * 1000:.1f} ms per pass "
           f"(rounds of {args.steps} forward+backward: {', '.join(f'{t:.3f}' for t in plain)} s); "
