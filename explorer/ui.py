@@ -471,7 +471,7 @@ def default_steps(attack: str):
 
 def budget_text(attack: str, steps: Any, *values: Any) -> str:
     """What the iteration budget means for the chosen attack, in model passes: SEA runs its
-    four members in turn, the bisection attacks run the budget at every search step."""
+    members in turn, the bisection attacks run the budget at every search step."""
     try:
         spec = get_attack(attack)
         params = spec.validate_hyperparameters(params_from_widgets(spec.name, steps, values))
@@ -479,8 +479,8 @@ def budget_text(attack: str, steps: Any, *values: Any) -> str:
         return f"⚠️ {error}"
     values_ = {**spec.defaults(), **params}
     factors = []
-    if spec.ensemble_size > 1:
-        factors.append(f"{spec.ensemble_size} attacks in turn")
+    if spec.ensemble_count(values_) > 1:
+        factors.append(f"{spec.ensemble_count(values_)} attacks in turn")
     if "search_steps" in values_:
         factors.append(f"{values_['search_steps']} bisection steps")
     if int(values_.get("restarts", 1)) > 1:
@@ -939,7 +939,8 @@ EXPLAIN = {
         "(grey = no change); the amplification is shown in the status line. Drag the sliders below to "
         "compare clean and adversarial."),
     "stages": (
-        "SEA runs four attacks in turn, one per loss, each shrinking its radius from 2ε to ε; the "
+        "SEA runs several attacks in turn (five by default), one per loss, each shrinking its radius from 2ε to "
+        "ε; the "
         "bisection attacks rerun their whole budget at each of 13 radii, halving the interval each time. "
         "TsallisPGD and APGD also change their step size or radius in stages."),
 }

@@ -1,5 +1,6 @@
 """Tests of explorer.metrics on small hand-made maps whose values are worked out below."""
 
+import itertools
 import math
 
 import numpy as np
@@ -12,6 +13,7 @@ from explorer.metrics import (
     confusion_matrix,
     default_thresholds,
     failure_rate_curve,
+    greedy_worst_case_miou,
     iou_per_class,
     l2_norm,
     labelled_mask,
@@ -222,3 +224,69 @@ def test_input_errors():
 def test_apsr_is_undefined_without_a_labelled_pixel():
     with pytest.raises(InputError, match="no labelled pixel"):
         apsr(torch.zeros(1, 4, 4, dtype=torch.long), torch.full((1, 4, 4), 255), 19)
+
+
+# --------------------------------------------------------------------------- worst-case mIoU over an ensemble
+
+def rows_to_maps(rows):
+    """4×4 maps whose rows are constant: ``rows[..., r]`` is the class of row r (4 pixels)."""
+    rows = torch.tensor(rows)
+    return rows.unsqueeze(-1).expand(*rows.shape, 4).clone()
+
+
+def brute_force_worst_case(confusions):
+    """The exact worst case: the lowest dataset mIoU over all A^N member assignments."""
+    a, n = confusions.shape[:2]
+    return min((mean_iou(sum(confusions[choice[i], i] for i in range(n))), choice)
+               for choice in itertools.product(range(a), repeat=n))
+
+
+# Three 4×4 images, K = 2, two members; every row of a map is one class (4 pixels).
+#   image 0: labels rows 0 0 0 1   member 0: 1 1 0 1 -> [[4, 8], [0, 4]]   member 1: 1 0 0 0 -> [[8, 4], [4, 0]]
+#   image 1: labels rows 1 1 0 0   member 0: 0 1 1 1 -> [[0, 8], [4, 4]]   member 1: 1 1 1 0 -> [[4, 4], [0, 8]]
+#   image 2: labels rows 1 0 0 0   member 0: 1 1 0 0 -> [[8, 4], [0, 4]]   member 1: 1 1 1 1 -> [[0, 12], [0, 4]]
+WORST_LABELS = rows_to_maps([[0, 0, 0, 1], [1, 1, 0, 0], [1, 0, 0, 0]])
+WORST_PREDICTIONS = rows_to_maps([[[1, 1, 0, 1], [0, 1, 1, 1], [1, 1, 0, 0]],
+                                  [[1, 0, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1]]])
+# Greedy: image 0 alone gives mIoU 1/3 (member 0) or 1/4 (member 1) -> member 1 (strictly);
+#   image 1 then: member 0 gives [[8, 12], [8, 4]] -> (8/28 + 4/24) / 2 = 19/84, member 1 gives 0.45 -> member 0;
+#   image 2 then: member 0 gives [[16, 16], [8, 8]] -> 0.325, member 1 [[8, 24], [8, 8]] -> (8/40 + 8/40) / 2 = 0.2.
+#   Greedy: (1, 0, 1), mIoU 1/5.
+# Best: (0, 0, 1) -> [[4, 28], [4, 12]] -> (4/36 + 12/44) / 2 = 19/99 < 1/5; one move of image 0 finds it.
+
+
+def test_worst_case_miou_local_search_finds_the_optimum_greedy_misses():
+    confusions = torch.stack([confusion_matrix(p, WORST_LABELS, 2, per_image=True) for p in WORST_PREDICTIONS])
+    assert confusions[1, 2].tolist() == [[0, 12], [0, 4]]
+    greedy_choice, greedy = greedy_worst_case_miou(confusions, local_search=False)
+    assert greedy_choice.tolist() == [1, 0, 1] and greedy == pytest.approx(1 / 5)
+    choice, miou = greedy_worst_case_miou(confusions)
+    optimum, best_choice = brute_force_worst_case(confusions)
+    assert optimum == pytest.approx(19 / 99) and best_choice == (0, 0, 1)
+    assert choice.tolist() == [0, 0, 1] and miou == pytest.approx(19 / 99)
+    assert miou == pytest.approx(mean_iou(sum(confusions[c, i] for i, c in enumerate(choice.tolist()))))
+
+
+def test_worst_case_miou_local_search_is_never_above_greedy_and_is_a_local_optimum():
+    generator = torch.Generator().manual_seed(0)
+    improved = 0
+    for trial in range(40):
+        a, n, k = 2 + trial % 2, 2 + trial % 3, 3
+        labels = torch.randint(0, k, (n, 4, 4), generator=generator)
+        labels[0, 0, 0] = 255  # an ignored pixel
+        noise = torch.randint(0, k, (a, n, 4, 4), generator=generator)
+        keep = torch.rand(a, n, 4, 4, generator=generator) < 0.5
+        predictions = torch.where(keep, labels.clamp(max=k - 1).expand(a, n, 4, 4), noise)
+        confusions = torch.stack([confusion_matrix(p, labels, k, per_image=True) for p in predictions])
+        _, greedy = greedy_worst_case_miou(confusions, local_search=False)
+        choice, miou = greedy_worst_case_miou(confusions)
+        optimum, _ = brute_force_worst_case(confusions)
+        assert optimum - 1e-12 <= miou <= greedy + 1e-12, trial
+        improved += miou < greedy - 1e-12
+        # no single image can move to another member and lower the mIoU
+        for i in range(n):
+            for m in range(a):
+                moved = choice.clone()
+                moved[i] = m
+                assert mean_iou(sum(confusions[moved[j], j] for j in range(n))) >= miou - 1e-12
+    assert improved > 0  # the search does something on these cases

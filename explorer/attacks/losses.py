@@ -13,8 +13,8 @@ Contents
   of [Rony2023], eq. 9, with its true derivative, and the reference library's derivative
   (``mu * y`` instead of ``mu`` on ``y >= 0``) as an explicit option.
 * :data:`OBJECTIVES` — the per-pixel objectives the fixed-budget attacks *maximise*
-  (CE, DLR, SegPGD, CosPGD, masked CE, JS, masked spherical, Tsallis), each in
-  untargeted and targeted form.
+  (CE, DLR, SegPGD, CosPGD, masked CE, JS, masked spherical, Tsallis, class-balanced
+  masked CE), each in untargeted and targeted form.
 """
 from __future__ import annotations
 
@@ -294,9 +294,56 @@ def tsallis_objective(logits, labels, targeted, adversarial=None, progress=0.0):
     return _sign(targeted) * loss
 
 
+def class_balance_weights(labels: Tensor, mask=None, num_classes=None) -> Tensor:
+    """Per-class weights ``w`` (K,) of the class-balanced masked CE [Croce2024]: the normalised
+    inverse labelled-pixel frequency of the classes in ``labels`` (the whole batch pooled).
+
+    ``w_c = (1 / n_c) / Σ_{c' : n_c' > 0} 1 / n_c'`` with ``n_c`` the number of labelled
+    pixels of class ``c`` — the pixels where ``mask`` is true (all pixels when ``mask`` is
+    None) and the label is below ``num_classes`` (default ``labels.max() + 1``).  Classes
+    absent from the batch get 0; the weights of the present classes sum to 1.  Computed
+    without gradient (they are constants of the batch, as the authors' constant tables are
+    constants of the data set).
+    """
+    with torch.no_grad():
+        y = labels if mask is None else labels[mask.bool()]
+        y = y.reshape(-1).long()
+        if num_classes is None:
+            num_classes = int(y.max()) + 1 if y.numel() else 1
+        y = y[(y >= 0) & (y < num_classes)]
+        counts = torch.bincount(y, minlength=num_classes).to(torch.float32)
+        inverse = torch.where(counts > 0, 1.0 / counts.clamp_min(1.0), torch.zeros_like(counts))
+        total = inverse.sum()
+        weights = inverse / total if total > 0 else inverse
+    return weights
+
+
+def balanced_masked_ce_objective(logits, labels, targeted, adversarial, progress=0.0, *, mask=None):
+    """SEA's class-balanced masked CE (the ECCV-2024 member ``mask-ce-bal`` [Croce2024]):
+    ``1[pixel not yet adversarial] · w[y] · CE``, ``w`` = :func:`class_balance_weights`
+    of the label maps being attacked (targeted: of the target maps, on ``-CE(z, t)``).
+
+    Design: the weights belong to the batch, not to the pixel, so the objective takes the
+    constraint set ``M`` as the keyword ``mask`` (its attribute ``uses_mask`` tells the
+    fixed-budget loops to pass it: :func:`explorer.attacks.fixed_budget.evaluate`) and
+    counts only the labelled pixels; the labels of ignored pixels, replaced by class 0
+    upstream, never inflate class 0's count.  Recomputing the weights at each call keeps the
+    objective a pure function of its arguments (a ``bincount`` over the batch, negligible
+    next to a forward).  The authors use fixed per-data-set tables (``VOC_WTS``/``ADE_WTS``,
+    apparently inverse pixel frequencies); weights from the batch attacked need no table
+    per data set but depend on which images share the batch.  Without ``mask`` every
+    pixel's label counts."""
+    weights = class_balance_weights(labels, mask, logits.shape[1]).to(dtype=logits.dtype, device=logits.device)
+    return weights[labels] * masked_ce_objective(logits, labels, targeted, adversarial)
+
+
+#: the fixed-budget loops pass the constraint set ``M`` to this objective as ``mask=``
+balanced_masked_ce_objective.uses_mask = True
+
+
 #: name -> objective, for the attacks' ``loss`` parameter
 OBJECTIVES = {
     "ce": ce_objective, "dlr": dlr_objective, "segpgd": segpgd_objective, "cospgd": cospgd_objective,
     "masked_ce": masked_ce_objective, "js": js_objective, "spherical": spherical_objective,
-    "tsallis": tsallis_objective,
+    "tsallis": tsallis_objective, "balanced_masked_ce": balanced_masked_ce_objective,
 }

@@ -14,7 +14,7 @@ decorator, which also
   ``params`` (:func:`record_hyperparameters`).
 
 Hyper-parameters shared by several attacks (:data:`EPS`, :data:`RANDOM_INIT`,
-:data:`OBJECTIVE`, :data:`PROX_SOLVER_PARAM`, :data:`SEARCH_STEPS`, :data:`EPS_MAX`,
+:data:`OBJECTIVE`, :data:`APGD_TRACK`, :data:`PROX_SOLVER_PARAM`, :data:`SEARCH_STEPS`, :data:`EPS_MAX`,
 :func:`steps_param`, :func:`step_ratio_param`) are defined here, once.
 
 Values from an untrusted source (a run file, a web form) go through
@@ -31,7 +31,7 @@ import math
 import numbers
 import operator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -185,6 +185,12 @@ RANDOM_INIT = ParamSpec("random_init", bool, True, "start from a uniform draw in
 #: The objective a PGD-like attack maximises, one of :data:`explorer.attacks.losses.OBJECTIVES`.
 OBJECTIVE = ParamSpec("loss", str, "ce", "objective maximised (explorer.attacks.losses.OBJECTIVES)",
                       choices=tuple(OBJECTIVES))
+#: What drives the step-size control of the APGD optimiser (APGD, TsallisPGD, SEA's members): the
+#: per-image CE over ``M`` (-CE to the target when targeted), as both authors' codes do, or the attack's own
+#: objective (our behaviour before issue 21).  The gradient always follows the objective.
+APGD_TRACK = ParamSpec(
+    "track", str, "ce", "what APGD's step-size control and restart point follow: per-image CE ('ce', as the "
+    "authors' code) or the attack's own objective ('objective')", choices=("ce", "objective"))
 #: How the proximity operator is solved (ALMA prox and PDPGD).  Both solvers give the same
 #: operator to within ``prox_tolerance``; the histogram bracketing takes a third of the time.
 #: The default stays [Rony2023]'s ternary search, with which every recorded benchmark number
@@ -255,8 +261,10 @@ class AttackSpec:
     params: Tuple[ParamSpec, ...]
     presets: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     targeted_support: bool = True
-    #: attacks run one after another on each image (SEA's members); 1 for a single attack
-    ensemble_size: int = 1
+    #: attacks run one after another on each image (SEA's members); 1 for a single attack.
+    #: A function of the call's hyper-parameters (defaults filled in) when the ensemble is one
+    #: of them; read it through :meth:`ensemble_count`
+    ensemble_size: Union[int, Callable[[Mapping[str, Any]], int]] = 1
 
     def param(self, name: str) -> ParamSpec:
         for p in self.params:
@@ -276,6 +284,12 @@ class AttackSpec:
             return self.title
         return f"{self.title} {int(values['search_steps'])}×{int(values['num_steps'])}"
 
+    def ensemble_count(self, params: Optional[Mapping[str, Any]] = None) -> int:
+        """How many attacks a call with ``params`` (defaults fill the rest) runs in turn on each image."""
+        if callable(self.ensemble_size):
+            return int(self.ensemble_size({**self.defaults(), **(params or {})}))
+        return self.ensemble_size
+
     def gradient_passes(self, params: Mapping[str, Any]) -> int:
         """The forward+backward passes of the model a call with ``params`` (validated
         hyper-parameters; defaults fill the rest) makes per image at most: ``num_steps`` per
@@ -283,7 +297,7 @@ class AttackSpec:
         The bisection attacks report one record per search step, the others one per pass.
         What a GPU is booked for (:mod:`explorer.ui`)."""
         values = {**self.defaults(), **params}
-        count = self.ensemble_size
+        count = self.ensemble_count(values)
         for name in ("num_steps", "search_steps", "restarts"):
             count *= int(values.get(name, 1))
         return count
@@ -376,7 +390,8 @@ def record_hyperparameters(result, hyperparameters: Mapping[str, Any]):
 
 def register_attack(name: str, *, title: str, kind: str, summary: str, reference: str,
                     params: Sequence[ParamSpec], presets: Optional[Dict[str, Dict[str, Any]]] = None,
-                    targeted_support: bool = True, ensemble_size: int = 1):
+                    targeted_support: bool = True,
+                    ensemble_size: Union[int, Callable[[Mapping[str, Any]], int]] = 1):
     """Decorator adding an attack function to :data:`ATTACKS` with its schema.
 
     The decorated function validates its keyword arguments against the schema before

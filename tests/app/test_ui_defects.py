@@ -103,8 +103,13 @@ def test_compare_after_stop_says_what_was_compared_and_uses_titles():
 
 def test_budgets_follow_the_registry_and_say_what_they_cost():
     assert ui.DEFAULT_STEPS == ATTACKS[ui.DEFAULT_ATTACK].defaults()["num_steps"]
-    assert "1200 forward+backward passes" in ui.budget_text("sea", 300) and "4 attacks in turn" in ui.budget_text(
+    assert "1500 forward+backward passes" in ui.budget_text("sea", 300) and "5 attacks in turn" in ui.budget_text(
         "sea", 300)
+    # SEA's ensemble is one of its hyper-parameters: the text follows the chosen members
+    widgets = [value if (owner, name) != ("sea", "members") else "eccv2024"
+               for (owner, name), value in zip(ui.PARAM_KEYS, widget_defaults())]
+    text = ui.budget_text("sea", 300, *widgets)
+    assert "900 forward+backward passes" in text and "3 attacks in turn × 300 iterations" in text
     text = ui.budget_text("ifgsm_bisection", 7)
     assert text.startswith("I-FGSM 13×7") and "91 forward+backward passes" in text
     assert ui.budget_text("alma_prox", 0).startswith("⚠️")

@@ -235,9 +235,9 @@ RECORDED_PARAMS = {
     "pgd": ["eps", "num_steps", "step_ratio", "loss", "random_init", "restarts", "momentum"],
     "segpgd": ["eps", "num_steps", "step_ratio", "random_init"],
     "cospgd": ["eps", "num_steps", "step_ratio", "random_init"],
-    "apgd": ["eps", "num_steps", "loss", "random_init", "radius_reduction"],
-    "tsallis_pgd": ["eps", "num_steps", "random_init"],
-    "sea": ["eps", "num_steps", "random_init"],
+    "apgd": ["eps", "num_steps", "loss", "random_init", "radius_reduction", "track", "stage_start"],
+    "tsallis_pgd": ["eps", "num_steps", "random_init", "track"],
+    "sea": ["eps", "num_steps", "random_init", "members", "track"],
 }
 #: one call per attack with values other than the defaults (given as the caller would: an int
 #: for a float parameter is recorded converted, as the attack received it)
@@ -252,9 +252,9 @@ NON_DEFAULT = {
     "pgd": {"num_steps": 2, "eps": 0.01, "random_init": False},
     "segpgd": {"num_steps": 2, "step_ratio": 0.5},
     "cospgd": {"num_steps": 2, "eps": 1},
-    "apgd": {"num_steps": 3, "radius_reduction": True, "loss": "js"},
-    "tsallis_pgd": {"num_steps": 3, "random_init": False},
-    "sea": {"num_steps": 2, "eps": 0.02},
+    "apgd": {"num_steps": 3, "radius_reduction": True, "loss": "js", "track": "objective", "stage_start": "last"},
+    "tsallis_pgd": {"num_steps": 3, "random_init": False, "track": "objective"},
+    "sea": {"num_steps": 2, "eps": 0.02, "members": "arxiv2023", "track": "objective"},
 }
 
 
@@ -307,7 +307,7 @@ def test_shared_hyperparameters_are_the_registry_specs():
     """A hyper-parameter that several attacks take is one :class:`ParamSpec`, defined in the registry."""
     from explorer.attacks import registry
     shared = {"eps": registry.EPS, "random_init": registry.RANDOM_INIT, "prox_solver": registry.PROX_SOLVER_PARAM,
-              "search_steps": registry.SEARCH_STEPS, "eps_max": registry.EPS_MAX}
+              "search_steps": registry.SEARCH_STEPS, "eps_max": registry.EPS_MAX, "track": registry.APGD_TRACK}
     for spec in ATTACKS.values():
         for p in spec.params:
             if p.name in shared:

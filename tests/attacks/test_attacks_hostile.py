@@ -4,8 +4,8 @@ Four promises, each checked for every attack of :data:`explorer.attacks.ATTACKS`
 
 1. records are snapshots: the trace holds, iteration by iteration, exactly what the
    callback saw at that iteration, and a callback that modifies its record cannot change it;
-2. SEA's trace is the ensemble's (attack ``"sea"``, iterations 0 .. 4T-1, member index in
-   the extras), the same with and without ``record_maps``;
+2. SEA's trace is the ensemble's (attack ``"sea"``, iterations 0 .. AT-1 for its A members,
+   member index in the extras), the same with and without ``record_maps``;
 3. a broken model (NaN or infinite logits, an output cut from autograd, a class count
    that changes) is refused with an :class:`InputError` naming it, never attacked;
 4. arguments are validated before the model runs, with one line a person can act on.

@@ -37,5 +37,19 @@ def test_gradient_passes_count_the_model_calls(name):
 
 
 def test_the_ensemble_and_the_bisections_multiply():
-    assert ATTACKS["sea"].gradient_passes({"num_steps": 10}) == 40
+    assert ATTACKS["sea"].gradient_passes({"num_steps": 10}) == 50  # members="all": 5 members
     assert ATTACKS["pgd_bisection"].gradient_passes({"num_steps": 10, "search_steps": 5, "restarts": 3}) == 150
+
+
+@pytest.mark.parametrize("members,size", [("all", 5), ("eccv2024", 3), ("arxiv2023", 4)])
+def test_sea_passes_follow_its_members(members, size):
+    """SEA's budget counts the members of the call's ``members`` choice."""
+    spec = ATTACKS["sea"]
+    assert spec.gradient_passes({"members": members, "num_steps": 7}) == size * 7
+    torch.manual_seed(0)
+    model = CountingModel().eval()
+    images = torch.rand(1, 3, 8, 8)
+    labels = model(images).argmax(1)
+    result = spec(model, images, labels, adv_threshold=1.0, num_steps=2, members=members)
+    assert model.passes == spec.gradient_passes({"members": members, "num_steps": 2}) == 2 * size
+    assert len(result.members) == size
