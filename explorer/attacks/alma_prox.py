@@ -208,7 +208,7 @@ def alma_prox(model: nn.Module, images: Tensor, labels: Tensor, *,
                           prediction=lambda: prediction)
         # nothing of this iteration's model output may live through the next forward: the
         # attack's peak memory is then the model's own forward+backward peak plus its state
-        del ev, logits, top, prediction, pixel_adv, constraints, c64, loss, grad, metric, moved, kept, extras
+        ev = logits = top = prediction = pixel_adv = constraints = c64 = loss = grad = metric = moved = kept = None
         if stop:
             break
     return run.result()

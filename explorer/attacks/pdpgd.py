@@ -112,7 +112,7 @@ def pdpgd(model: nn.Module, images: Tensor, labels: Tensor, *, targeted: bool = 
                           extras={"norm_weight": (1 - total).float()},
                           pixel_states=lambda: task.pixel_states(pixel_adv), prediction=lambda: prediction)
         # nothing of this iteration's model output lives through the next forward (peak memory)
-        del ev, logits, prediction, pixel_adv, margin, smooth, grad, scale, moved
+        ev = logits = prediction = pixel_adv = margin = smooth = grad = scale = moved = None
         if stop:
             break
     return run.result()
