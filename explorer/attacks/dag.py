@@ -90,6 +90,8 @@ def dag(model: nn.Module, images: Tensor, labels: Tensor, *,
         stop = run.report(i, apsr=apsr_all, linf=linf_all, loss=loss_all,
                           step_size=torch.where(active, step_size, 0.0),
                           pixel_states=lambda: states_all, prediction=lambda: prediction_all)
+        # nothing of this iteration's model output lives through the next forward (peak memory)
+        ev = logits = prediction = pixel_adv = signed_dl = loss = grad = step = adv = delta_active = None
         if stop or not active.any():
             break
     return run.result()
