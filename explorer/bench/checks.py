@@ -87,11 +87,16 @@ def eps_255(value: Any, what: str = "--eps") -> float:
     return number
 
 
-def budget_fraction(value: Any, what: str = "--budget-fraction") -> float:
+def fraction(value: Any, what: str = "the value") -> float:
+    """A fraction in (0, 1] (of an iteration budget, of a radius for a step)."""
     number = _real(value, what)
     if not math.isfinite(number) or not 0 < number <= 1:
         raise InputError(f"{what} must be a number in (0, 1]; got {value}")
     return number
+
+
+def budget_fraction(value: Any, what: str = "--budget-fraction") -> float:
+    return fraction(value, what)
 
 
 def distinct(values: Sequence, what: str) -> List:

@@ -26,6 +26,8 @@ from explorer.bench.checks import argument
 from explorer.bench.compare import compare_penalty_gradients, compare_with_reference, import_adv_lib
 from explorer.bench.lattice_options import COLUMNS as LATTICE_COLUMNS
 from explorer.bench.lattice_options import compare_options
+from explorer.bench.peers import AUTHORS_SCALING, COSPGD_INSTALL, NOT_RUN, compare_with_authors, import_cospgd
+from explorer.bench.peers import COLUMNS as PEER_COLUMNS
 from explorer.bench.prox_solvers import compare_solvers
 from explorer.bench.report import describe_skipped, markdown_table, usable_records, write_report
 from explorer.bench.run import check_run_arguments, parse_rows, run_benchmark
@@ -37,6 +39,14 @@ from explorer.models import DEFAULT_MODEL, load_model
 from explorer.models.registry import get_model_entry
 
 POSITIVE = argument(checks.positive_int)
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _model_name(text: str, what: str = "") -> str:
@@ -59,7 +69,7 @@ def _load_inputs(args):
     """The model (frozen) and the chosen images with their ground truth, on the model's device."""
 
     model = load_model(args.model, device=args.device)
-    if "targeted" in args.modes:
+    if "targeted" in getattr(args, "modes", ()):
         check_targeted(model)
     source = open_source(args.images, model, args.limit)
     if len(set(source.sizes)) > 1:  # the comparisons attack every image in one batch
@@ -192,6 +202,20 @@ def _main(argv: Optional[Sequence[str]] = None) -> None:
     lattice.add_argument("--out", type=Path, default=None, help="write <out>.md and <out>.json")
     _add_common(lattice)
 
+    peers = sub.add_parser("peers", help=f"PGD-CE, SegPGD and CosPGD against the CosPGD authors' package "
+                                         f"({COSPGD_INSTALL})")
+    peers.add_argument("--model", default=DEFAULT_MODEL, type=argument(_model_name))
+    peers.add_argument("--attacks", nargs="+", default=list(AUTHORS_SCALING), choices=list(AUTHORS_SCALING))
+    peers.add_argument("--eps", nargs="+", type=argument(checks.eps_255), default=[0.5, 1.0, 2.0, 4.0],
+                       help="radii × 255, each in (0, 255]")
+    peers.add_argument("--steps", type=POSITIVE, default=20, help="iterations of both sides (>= 1)")
+    peers.add_argument("--step-ratio", type=argument(checks.fraction), default=0.25,
+                       help="step α as a fraction of ε, in (0, 1] (the papers' 20-step PGD: 0.25)")
+    peers.add_argument("--no-random-start", action="store_true", help="both sides start at the clean image")
+    peers.add_argument("--seed", type=argument(checks.seed), default=0)
+    peers.add_argument("--out", type=Path, default=None, help="write <out>.md and <out>.json")
+    _add_common(peers)
+
     sub.add_parser("speed", help="ALMA prox time over plain forward+backward time (options: speed -h)",
                    add_help=False)
 
@@ -225,6 +249,18 @@ def _main(argv: Optional[Sequence[str]] = None) -> None:
         rows = compare_options(model, images, labels, args.attack, args.steps)
         text = (f"{args.model}, {args.attack} {args.steps} iterations, {len(images)} images, device {images.device}, "
                 f"torch {torch.__version__}\n\n" + markdown_table(rows, LATTICE_COLUMNS))
+        _print_and_save(text, {"rows": rows}, args.out)
+    elif args.command == "peers":
+        model, images, ground_truth = _load_inputs(args)
+        labels = attack_labels(model, ground_truth, "untargeted")
+        rows = compare_with_authors(model, images, labels, attacks=args.attacks, eps_255=args.eps,
+                                    num_steps=args.steps, step_ratio=args.step_ratio,
+                                    random_start=not args.no_random_start, seed=args.seed)
+        not_run = "; ".join(f"{name}: {why}" for name, why in NOT_RUN.items())
+        text = (f"{args.model}, untargeted, {len(images)} images, {args.steps} iterations, α = {args.step_ratio:g} ε, "
+                f"{'zero' if args.no_random_start else 'random'} start, seed {args.seed}, device {images.device}, "
+                f"torch {torch.__version__}, cospgd {_version('cospgd')}\n\n"
+                + markdown_table(rows, PEER_COLUMNS) + f"\nNot run (authors' code not installable): {not_run}.\n")
         _print_and_save(text, {"rows": rows}, args.out)
     elif args.command == "prox":
 
@@ -274,6 +310,14 @@ def _check(args):
         check_spec(args.images, "--images")
         checks.distinct(args.modes, "--modes")
         get_attack(args.attack).validate({"num_steps": args.steps})
+        _check_saved_paths(args.out)
+    elif args.command == "peers":
+        check_spec(args.images, "--images")
+        checks.distinct(args.attacks, "--attacks")
+        checks.distinct(args.eps, "--eps")
+        for name in args.attacks:  # the attacks' own bounds
+            get_attack(name).validate({"num_steps": args.steps, "step_ratio": args.step_ratio})
+        import_cospgd()
         _check_saved_paths(args.out)
     elif args.command == "prox":
         _check_saved_paths(args.out)

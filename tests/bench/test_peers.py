@@ -1,0 +1,128 @@
+"""`explorer-bench peers`: our PGD-CE, SegPGD and CosPGD next to the CosPGD authors' package.
+
+The authors' per-pixel scalings must give our objectives' gradients up to a positive
+per-image factor (so sign steps coincide), and from the same start our attack, which keeps
+its best iterate, can never end less strong per image than the authors' last iterate."""
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+from bench_helpers import refused
+from torch import nn
+
+from explorer.attacks.losses import OBJECTIVES
+from explorer.bench.peers import AUTHORS_SCALING, authors_loop, compare_with_authors, import_cospgd, score
+
+pytest.importorskip("cospgd", reason="pip install --no-deps cospgd==0.1.3 (CI installs it)")
+
+K = 5
+
+
+def _labels(n, h, w, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, K, (n, h, w), generator=generator)
+    labels[:, 0, :3] = 255  # ignored pixels
+    labels[1, 2, :] = 255  # a different number of labelled pixels per image
+    return labels
+
+
+@pytest.mark.parametrize("name, progress", [("ce", 0.0), ("segpgd", 0.0), ("segpgd", 0.3), ("segpgd", 0.95),
+                                            ("cospgd", 0.0)])
+def test_our_objectives_have_the_authors_gradients_up_to_a_per_image_factor(name, progress):
+    attack = import_cospgd()
+    n, h, w, steps = 2, 4, 6, 20
+    labels = _labels(n, h, w)
+    mask = labels < K
+    logits = torch.randn(n, K, h, w, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
+    ours_logits = logits.clone().requires_grad_(True)
+    safe = labels.clamp_max(K - 1)
+    adversarial = ours_logits.argmax(1) != safe
+    per_pixel = OBJECTIVES[name](ours_logits, safe, False, adversarial, progress) * mask
+    (per_pixel.flatten(1).sum(1) / mask.flatten(1).sum(1)).sum().backward()  # ours: mean over M per image
+
+    their_logits = logits.clone().requires_grad_(True)
+    their_labels = labels.clamp_max(K)
+    pixel_ce = nn.functional.cross_entropy(their_logits, their_labels, ignore_index=K, reduction="none")
+    if name == "segpgd":
+        loss = attack.segpgd_scale(predictions=their_logits, labels=their_labels, loss=pixel_ce,
+                                   iteration=round(progress * steps), iterations=steps)
+        their_scale = h * w  # their sum / (H W), over the whole batch
+    elif name == "cospgd":
+        loss = attack.cospgd_scale(predictions=their_logits, labels=their_labels, loss=pixel_ce, num_classes=K).mean()
+        their_scale = n * h * w
+    else:
+        loss = pixel_ce.mean()
+        their_scale = n * h * w
+    loss.backward()
+
+    labelled = mask.flatten(1).sum(1).view(n, 1, 1, 1).double()
+    # rtol 1e-6: our SegPGD weights are float32
+    torch.testing.assert_close(ours_logits.grad * labelled, their_logits.grad * their_scale, rtol=1e-6, atol=1e-12)
+    assert their_logits.grad.abs().sum() > 0
+
+
+class SmallConvNet(nn.Module):
+    num_classes = K
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(3)
+        self.net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, K, 3, padding=1))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+@pytest.mark.parametrize("attack", list(AUTHORS_SCALING))
+def test_from_the_same_start_ours_is_at_least_as_strong_on_every_image(attack):
+    model = SmallConvNet().eval()
+    images = torch.rand(2, 3, 12, 16, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        labels = model(images).argmax(1)
+    labels[0, :2] = 255
+    eps = 2 / 255
+    rows = compare_with_authors(model, images, labels, attacks=[attack], eps_255=[2.0], num_steps=8,
+                                step_ratio=0.25, random_start=False)
+    (row,) = rows
+    theirs = authors_loop(model, images, labels, scaling=AUTHORS_SCALING[attack], eps=eps, num_steps=8,
+                          alpha=0.25 * eps, random_start=False)
+    assert (theirs - images).abs().max() <= eps + 1e-7 and 0 <= theirs.min() and theirs.max() <= 1
+    assert row["authors_accuracy"] == pytest.approx(score(model, theirs, labels)["accuracy"])
+    assert row["authors_accuracy"] < 1.0, "the authors' loop must have done something"
+    # same iterates (same start, same step signs); ours keeps the best of them, theirs the last
+    from explorer.attacks import ATTACKS
+    ours = ATTACKS[attack](model, images, labels, eps=eps, num_steps=8, step_ratio=0.25, random_init=False)
+    from explorer.metrics import pixel_accuracy
+    with torch.no_grad():
+        ours_acc = pixel_accuracy(model(ours.adv_images).argmax(1), labels, K)
+        their_acc = pixel_accuracy(model(theirs).argmax(1), labels, K)
+    assert (ours_acc <= their_acc + 1e-12).all(), (ours_acc, their_acc)
+    assert row["ours_accuracy"] <= row["authors_accuracy"] + 1e-12
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--eps", "0"], "--eps"),
+    (["--step-ratio", "1.5"], "--step-ratio"),
+    (["--attacks", "sea"], "--attacks"),
+    (["--steps", "0"], "--steps"),
+])
+def test_peers_refuses_bad_arguments_before_loading_anything(extra, message, capsys, tmp_path, monkeypatch):
+    import explorer.bench.cli as cli
+
+    monkeypatch.setattr(cli, "load_model", lambda *a, **k: pytest.fail("validation should have stopped it"))
+    err = refused(["peers", "--out", str(tmp_path / "p"), *extra], capsys, code=2)
+    assert message in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_peers_without_the_authors_package_says_how_to_install_it(capsys, tmp_path, monkeypatch):
+    import explorer.bench.cli as cli
+
+    monkeypatch.setattr(cli, "load_model", lambda *a, **k: pytest.fail("validation should have stopped it"))
+    monkeypatch.setitem(sys.modules, "cospgd", None)  # import fails
+    err = refused(["peers", "--out", str(tmp_path / "p")], capsys, code=1)
+    assert "pip install --no-deps cospgd==0.1.3" in err
+    assert list(tmp_path.iterdir()) == []
