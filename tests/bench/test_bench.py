@@ -111,6 +111,12 @@ def test_fixed_budget_accuracy_and_miou_from_sums():
     assert rows[0]["miou"] == pytest.approx((7 / 11 + 5 / 9) / 2)
     assert rows[1]["accuracy"] == pytest.approx(3 / 16)
     assert rows[1]["miou"] == pytest.approx((2 / 16 + 1 / 14 + 0 / 3) / 3)
+    # SEA's number: the mean of per-image accuracies (the pooled one weighs image a's 10 pixels more)
+    assert rows[0]["image_accuracy"] == pytest.approx((8 / 10 + 4 / 6) / 2)
+    assert rows[1]["image_accuracy"] == pytest.approx((2 / 10 + 1 / 6) / 2)
+    unlabelled = record("pgd", eps=0.5, image="c", intersection=(0, 0, 0), union=(0, 0, 0), labelled=0)
+    assert report.fixed_budget_table(clean + attacked + [unlabelled])[1]["image_accuracy"] == pytest.approx(
+        (2 / 10 + 1 / 6) / 2), "an image without labelled pixels has no accuracy"
 
 
 def test_timing_table_means():
