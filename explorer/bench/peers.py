@@ -1,15 +1,18 @@
-"""Our fixed-budget attacks next to their authors' code: same model, images, radius, step and iterations.
+"""Our fixed-budget attacks next to their authors' code: same model, images, radius and iterations.
 
-The CosPGD authors publish their attack's operators as a package (``cospgd`` on PyPI:
-``Attack.init_linf``, ``step_inf``, ``segpgd_scale``, ``cospgd_scale``) and drive them with a
-plain loop in their segmentation example.  :func:`authors_loop` is that loop, written here
-around the installed package: the loss, its scaling, the step and the projection are the
-package's own code, so a change of ours that weakens PGD-CE, SegPGD or CosPGD shows up as a
-gap in :func:`compare_with_authors`.
+* **PGD-CE, SegPGD, CosPGD** — the CosPGD authors publish their attack's operators as a
+  package (``cospgd`` on PyPI: ``Attack.init_linf``, ``step_inf``, ``segpgd_scale``,
+  ``cospgd_scale``) and drive them with a plain loop in their segmentation example.
+  :func:`cospgd_authors_loop` is that loop around the installed package: the loss scaling,
+  the step and the projection are the package's own code.
+* **TsallisPGD** — the authors' attack package (``segmentation_attacks`` in the repository
+  aam-at/tsallis_pgd, not on PyPI) with their harness's settings for the adaptive Tsallis
+  loss (:func:`tsallis_authors_attack`): APGD, three radius stages 2ε, 1.5ε, ε over
+  ``int(0.3 n)``, ``int(0.3 n)`` and the rest of ``n`` iterations, q from −2 to 1 per stage,
+  step-size control on CE, best iterate returned, random start from their own generator.
 
-SEA (nmndeep/Robust-Segmentation) and TsallisPGD (aam-at/tsallis_pgd) are not published as
-installable packages, so they are not run here; ``docs/attacks.md`` lists every difference
-between their code and ours, read line by line.
+SEA's code (nmndeep/Robust-Segmentation) is a research repository, not a package, so it is
+not run here; ``docs/attacks.md`` lists every difference between it and ours, read line by line.
 
 Both sides are scored by the same code (:func:`score`): pixel accuracy pooled over every
 labelled pixel, the mean of the per-image accuracies (the SEA authors' number), and mIoU of
@@ -18,7 +21,8 @@ the pooled confusion matrix.  Lower is a stronger attack.
 from __future__ import annotations
 
 import time
-from typing import Dict, List, Sequence
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,10 +33,10 @@ from explorer.errors import InputError
 from explorer.metrics import confusion_matrix, labelled_mask, mean_iou, pixel_accuracy
 
 COSPGD_INSTALL = "pip install --no-deps cospgd==0.1.3"
-#: our attack -> the authors' per-pixel CE scaling it corresponds to in the cospgd package
-AUTHORS_SCALING = {"pgd": "ce", "segpgd": "segpgd", "cospgd": "cospgd"}
-#: attacks whose authors' code is not installable, and where the differences are listed instead
-NOT_RUN = {"tsallis_pgd": "aam-at/tsallis_pgd is not on PyPI", "sea": "nmndeep/Robust-Segmentation is not on PyPI"}
+TSALLIS_INSTALL = ("git clone https://github.com/aam-at/tsallis_pgd and put its "
+                   "packages/segmentation_attacks/src on PYTHONPATH")
+#: the label the TsallisPGD package ignores (its harness's ``ignore_index``)
+TSALLIS_IGNORE = 255
 
 
 def import_cospgd():
@@ -40,12 +44,24 @@ def import_cospgd():
     try:
         from cospgd import Attack
     except ImportError as error:
-        raise InputError(f"the comparison with the authors' code needs cospgd: {COSPGD_INSTALL} ({error})") from None
+        raise InputError(f"the comparison with the CosPGD authors' code needs cospgd: {COSPGD_INSTALL} "
+                         f"({error})") from None
     return Attack
 
 
-def authors_loop(model, images: Tensor, labels: Tensor, *, scaling: str, eps: float, num_steps: int,
-                 alpha: float, random_start: bool = True) -> Tensor:
+def import_tsallis():
+    """The TsallisPGD authors' ``AutoPGDAttack`` and ``SumGradientAggregator`` (InputError when missing)."""
+    try:
+        from segmentation_attacks.autopgd import AutoPGDAttack
+        from segmentation_attacks.gradient_aggregator import SumGradientAggregator
+    except ImportError as error:
+        raise InputError(f"the comparison with the TsallisPGD authors' code needs their package: {TSALLIS_INSTALL} "
+                         f"({error})") from None
+    return AutoPGDAttack, SumGradientAggregator
+
+
+def cospgd_authors_loop(model, images: Tensor, labels: Tensor, *, scaling: str, eps: float, num_steps: int,
+                        alpha: float, random_start: bool = True) -> Tensor:
     """The CosPGD authors' untargeted ℓ∞ loop on their package's operators; returns the last iterate.
 
     Per iteration ``t = 0 .. T-1``: per-pixel CE (ignored pixels contribute 0), scaled by
@@ -75,6 +91,61 @@ def authors_loop(model, images: Tensor, labels: Tensor, *, scaling: str, eps: fl
     return adv.detach()
 
 
+def tsallis_authors_attack(model, images: Tensor, labels: Tensor, *, eps: float, num_steps: int,
+                           random_start: bool = True, seed: int = 0) -> Tensor:
+    """TsallisPGD by its authors' package, as their harness configures it
+    (``auto_multi_pgd_tsallis_ce_adaptive``: ``auto_multi_pgd_ce`` with the loss
+    ``adaptive_tsallis_ce_loss_q_linear``); radii in their 0–255 units, images in [0, 1]."""
+    auto_pgd, sum_aggregator = import_tsallis()
+    first = int(0.3 * num_steps)
+    eps_255 = eps * 255
+    attack = auto_pgd(
+        model, ord="Linf", iterations=[first, first, num_steps - 2 * first],
+        epsilon=[2.0 * eps_255, 1.5 * eps_255, eps_255],
+        loss={"type": "adaptive_tsallis_ce",
+              "params": {"variant": "q_linear", "q_start": -2.0, "q_end": 1.0, "end_fraction": 0.0}},
+        objective="ce", gradient_aggregator=sum_aggregator(), ignore_index=TSALLIS_IGNORE,
+        random_start=random_start, return_best=True, max_pixel_value=255.0, clip_min=0.0, clip_max=255.0,
+        seed=seed, verbose=False)
+    ignored = ~labelled_mask(labels, model.num_classes)
+    return attack.perturb(images, labels.masked_fill(ignored, TSALLIS_IGNORE)).detach()
+
+
+@dataclass(frozen=True)
+class Peer:
+    """One of our attacks and its authors' code, run with the same radius and iterations."""
+
+    attack: str
+    default_steps: int
+    check: Callable[[], object]
+    authors: Callable[..., Tensor]  # (model, images, labels, eps, num_steps, step_ratio, random_start, seed)
+    source: str
+
+
+def _cospgd_peer(attack: str, scaling: str) -> Peer:
+    def authors(model, images, labels, eps, num_steps, step_ratio, random_start, seed):
+        torch.manual_seed(seed)
+        return cospgd_authors_loop(model, images, labels, scaling=scaling, eps=eps, num_steps=num_steps,
+                                   alpha=step_ratio * eps, random_start=random_start)
+    return Peer(attack, 20, import_cospgd, authors, "cospgd")
+
+
+def _tsallis_authors(model, images, labels, eps, num_steps, step_ratio, random_start, seed):
+    return tsallis_authors_attack(model, images, labels, eps=eps, num_steps=num_steps, random_start=random_start,
+                                  seed=seed)
+
+
+#: our attack -> its peer; the PGD family at the papers' 20 steps, TsallisPGD at its harness's 300
+PEERS: Dict[str, Peer] = {
+    "pgd": _cospgd_peer("pgd", "ce"),
+    "segpgd": _cospgd_peer("segpgd", "segpgd"),
+    "cospgd": _cospgd_peer("cospgd", "cospgd"),
+    "tsallis_pgd": Peer("tsallis_pgd", 300, import_tsallis, _tsallis_authors, "segmentation_attacks"),
+}
+#: attacks whose authors' code is not a package, where docs/attacks.md lists the differences instead
+NOT_RUN = {"sea": "nmndeep/Robust-Segmentation is a research repository, not a package"}
+
+
 def score(model, adv: Tensor, labels: Tensor) -> Dict[str, float]:
     """Pooled pixel accuracy, mean per-image accuracy and mIoU of ``model`` on ``adv``."""
     num_classes = model.num_classes
@@ -87,30 +158,40 @@ def score(model, adv: Tensor, labels: Tensor) -> Dict[str, float]:
             "miou": float(mean_iou(confusion_matrix(prediction, labels, num_classes)))}
 
 
-def compare_with_authors(model, images: Tensor, labels: Tensor, *, attacks: Sequence[str], eps_255: Sequence[float],
-                         num_steps: int, step_ratio: float, random_start: bool = True,
-                         seed: int = 0) -> List[Dict[str, object]]:
-    """One row per (attack, ε): ours and the authors' loop from the same seed, same α = step_ratio · ε.
+def _ours(name: str, model, images, labels, eps, num_steps, step_ratio, random_start, seed) -> Tensor:
+    params = {"eps": eps, "num_steps": num_steps, "random_init": random_start}
+    if "step_ratio" in ATTACKS[name].defaults():
+        params["step_ratio"] = step_ratio
+    torch.manual_seed(seed)
+    return ATTACKS[name](model, images, labels, **params).adv_images
 
-    Ours returns its highest-APSR iterate (every iterate counts), the authors' loop its last
-    iterate; both draw their random start from torch's generator seeded with ``seed``."""
-    import_cospgd()
+
+def compare_with_authors(model, images: Tensor, labels: Tensor, *, attacks: Sequence[str], eps_255: Sequence[float],
+                         num_steps: int | None = None, step_ratio: float = 0.25, random_start: bool = True,
+                         seed: int = 0) -> List[Dict[str, object]]:
+    """One row per (attack, ε): ours and the authors' code from the same seed and iterations
+    (``num_steps``, else each peer's default), the PGD family with the same α = step_ratio · ε.
+
+    Ours returns its highest-APSR iterate (every iterate counts).  The CosPGD loop returns its
+    last iterate and draws its random start from torch's generator, seeded like ours (the
+    same draw); TsallisPGD returns its best iterate and draws from its own generator."""
+    for name in attacks:
+        PEERS[name].check()
     rows = []
     for name in attacks:
+        peer = PEERS[name]
+        steps = num_steps or peer.default_steps
         for eps in eps_255:
             radius = eps / 255
-            torch.manual_seed(seed)
             start = time.perf_counter()
-            ours = ATTACKS[name](model, images, labels, eps=radius, num_steps=num_steps, step_ratio=step_ratio,
-                                 random_init=random_start).adv_images
+            ours = _ours(name, model, images, labels, radius, steps, step_ratio, random_start, seed)
             ours_s = time.perf_counter() - start
-            torch.manual_seed(seed)
             start = time.perf_counter()
-            theirs = authors_loop(model, images, labels, scaling=AUTHORS_SCALING[name], eps=radius,
-                                  num_steps=num_steps, alpha=step_ratio * radius, random_start=random_start)
+            theirs = peer.authors(model, images, labels, radius, steps, step_ratio, random_start, seed)
             theirs_s = time.perf_counter() - start
             ours_score, theirs_score = score(model, ours, labels), score(model, theirs, labels)
-            row = {"attack": name, "eps_255": eps, "ours_s": ours_s, "authors_s": theirs_s}
+            row = {"attack": name, "eps_255": eps, "steps": steps, "ours_s": ours_s, "authors_s": theirs_s,
+                   "authors_linf_255": float((theirs - images).abs().amax()) * 255}
             for key in ours_score:
                 row[f"ours_{key}"], row[f"authors_{key}"] = ours_score[key], theirs_score[key]
             row["accuracy_gap"] = ours_score["accuracy"] - theirs_score["accuracy"]
@@ -118,7 +199,7 @@ def compare_with_authors(model, images: Tensor, labels: Tensor, *, attacks: Sequ
     return rows
 
 
-COLUMNS = (("attack", "attack", ""), ("ε×255", "eps_255", "g"),
+COLUMNS = (("attack", "attack", ""), ("ε×255", "eps_255", "g"), ("iterations", "steps", "d"),
            ("accuracy ours", "ours_accuracy", ".4f"), ("accuracy authors'", "authors_accuracy", ".4f"),
            ("ours − authors'", "accuracy_gap", "+.4f"),
            ("per-image acc. ours", "ours_mean_image_accuracy", ".4f"),

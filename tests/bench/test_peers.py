@@ -13,7 +13,7 @@ from bench_helpers import refused
 from torch import nn
 
 from explorer.attacks.losses import OBJECTIVES
-from explorer.bench.peers import AUTHORS_SCALING, authors_loop, compare_with_authors, import_cospgd, score
+from explorer.bench.peers import PEERS, compare_with_authors, cospgd_authors_loop, import_cospgd, score
 
 pytest.importorskip("cospgd", reason="pip install --no-deps cospgd==0.1.3 (CI installs it)")
 
@@ -76,8 +76,8 @@ class SmallConvNet(nn.Module):
         return self.net(x)
 
 
-@pytest.mark.parametrize("attack", list(AUTHORS_SCALING))
-def test_from_the_same_start_ours_is_at_least_as_strong_on_every_image(attack):
+@pytest.mark.parametrize("attack, scaling", [("pgd", "ce"), ("segpgd", "segpgd"), ("cospgd", "cospgd")])
+def test_from_the_same_start_ours_is_at_least_as_strong_on_every_image(attack, scaling):
     model = SmallConvNet().eval()
     images = torch.rand(2, 3, 12, 16, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
@@ -87,7 +87,7 @@ def test_from_the_same_start_ours_is_at_least_as_strong_on_every_image(attack):
     rows = compare_with_authors(model, images, labels, attacks=[attack], eps_255=[2.0], num_steps=8,
                                 step_ratio=0.25, random_start=False)
     (row,) = rows
-    theirs = authors_loop(model, images, labels, scaling=AUTHORS_SCALING[attack], eps=eps, num_steps=8,
+    theirs = cospgd_authors_loop(model, images, labels, scaling=scaling, eps=eps, num_steps=8,
                           alpha=0.25 * eps, random_start=False)
     assert (theirs - images).abs().max() <= eps + 1e-7 and 0 <= theirs.min() and theirs.max() <= 1
     assert row["authors_accuracy"] == pytest.approx(score(model, theirs, labels)["accuracy"])
@@ -103,17 +103,19 @@ def test_from_the_same_start_ours_is_at_least_as_strong_on_every_image(attack):
     assert row["ours_accuracy"] <= row["authors_accuracy"] + 1e-12
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--eps", "0"], "--eps"),
-    (["--step-ratio", "1.5"], "--step-ratio"),
-    (["--attacks", "sea"], "--attacks"),
-    (["--steps", "0"], "--steps"),
+@pytest.mark.parametrize("extra, message, code", [
+    (["--eps", "0"], "--eps", 2),
+    (["--step-ratio", "1.5"], "--step-ratio", 2),
+    (["--attacks", "sea"], "--attacks", 2),
+    (["--steps", "0"], "--steps", 2),
+    (["--attacks", "pgd", "pgd"], "--attacks repeats pgd", 1),
+    (["--eps", "1", "1"], "--eps repeats 1", 1),
 ])
-def test_peers_refuses_bad_arguments_before_loading_anything(extra, message, capsys, tmp_path, monkeypatch):
+def test_peers_refuses_bad_arguments_before_loading_anything(extra, message, code, capsys, tmp_path, monkeypatch):
     import explorer.bench.cli as cli
 
     monkeypatch.setattr(cli, "load_model", lambda *a, **k: pytest.fail("validation should have stopped it"))
-    err = refused(["peers", "--out", str(tmp_path / "p"), *extra], capsys, code=2)
+    err = refused(["peers", "--out", str(tmp_path / "p"), *extra], capsys, code=code)
     assert message in err
     assert list(tmp_path.iterdir()) == []
 
@@ -126,3 +128,26 @@ def test_peers_without_the_authors_package_says_how_to_install_it(capsys, tmp_pa
     err = refused(["peers", "--out", str(tmp_path / "p")], capsys, code=1)
     assert "pip install --no-deps cospgd==0.1.3" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_tsallis_peer_without_the_authors_package_says_where_to_get_it(capsys, tmp_path, monkeypatch):
+    import explorer.bench.cli as cli
+
+    monkeypatch.setattr(cli, "load_model", lambda *a, **k: pytest.fail("validation should have stopped it"))
+    monkeypatch.setitem(sys.modules, "segmentation_attacks", None)
+    err = refused(["peers", "--attacks", "tsallis_pgd", "--out", str(tmp_path / "p")], capsys, code=1)
+    assert "aam-at/tsallis_pgd" in err and "PYTHONPATH" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_tsallis_authors_attack_stays_in_its_ball_and_attacks():
+    pytest.importorskip("segmentation_attacks", reason="the TsallisPGD authors' package is not installed")
+    model = SmallConvNet().eval()
+    images = torch.rand(2, 3, 12, 16, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        labels = model(images).argmax(1)
+    labels[1, :3] = 255
+    (row,) = compare_with_authors(model, images, labels, attacks=["tsallis_pgd"], eps_255=[2.0], num_steps=20)
+    assert row["authors_linf_255"] <= 2.0 + 1e-4
+    assert row["authors_accuracy"] < 1.0 and row["ours_accuracy"] < 1.0
+    assert PEERS["tsallis_pgd"].default_steps == 300
