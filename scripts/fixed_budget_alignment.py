@@ -1,6 +1,6 @@
 """Fixed-budget attacks before and after their alignment with the authors' code (issue 21).
 
-Runs TsallisPGD, APGD on masked CE with radius stages, and SEA twice on the first four sample
+Runs TsallisPGD, APGD on masked CE with radius stages, and SEA twice on the first four (or N) sample
 images of a shipped model — with the earlier behaviour (``track="objective"``; APGD also
 ``stage_start="last"``; SEA the 2023 members) and with today's defaults — at the same radii,
 iterations and seed, and prints a markdown table of the pixel accuracy (mean of per-image
@@ -10,6 +10,8 @@ Usage::
 
     python scripts/fixed_budget_alignment.py street-unet-mobilenet 100 1,2
     #                                        model                 iterations  radii × 255
+    python scripts/fixed_budget_alignment.py street-unet-mobilenet 100 0.5,1 8 SEA
+    #                                        ... then the number of samples and which rows (titles' first words)
 """
 import sys
 
@@ -37,14 +39,16 @@ def main(argv):
     radii = [float(v) for v in argv[2].split(",")] if len(argv) > 2 else [1.0, 2.0]
     model = load_model(model_name, device="cpu")
     images, labels, _ = sample_batch(get_model_entry(model_name).world)
-    images, labels = images[:4], labels[:4]
+    count = int(argv[3]) if len(argv) > 3 else 4
+    rows = [v for v in VARIANTS if len(argv) <= 4 or v[0].split()[0] in argv[4].split(",")]
+    images, labels = images[:count], labels[:count]
     num_classes = model.num_classes
     print(f"model {model_name}, {len(images)} samples, {steps} iterations per attack (SEA: per member), "
           f"torch threads 1")
     print("| attack | ε × 255 | before: pixel acc. | after: pixel acc. | before: mIoU | after: mIoU |")
     print("|---|---|---|---|---|---|")
     for eps in radii:
-        for title, name, before, after in VARIANTS:
+        for title, name, before, after in rows:
             row = []
             for params in (before, after):
                 torch.manual_seed(0)

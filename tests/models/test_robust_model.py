@@ -30,7 +30,14 @@ def test_the_robust_model_is_shipped_with_its_recipe_and_clean_cost():
     recipe = card["adversarial_training"]
     assert recipe["attack"] in ("segpgd", "pgd") and 0 < recipe["eps_255"] <= 16
     assert "adversarially trained" in card["title"]
-    assert card["recipe"]["initialised_from"] == DEFAULT_MODEL
+    # the normal model's own stages, then adversarial ones only (a first from the normal model's
+    # weights, later ones each continuing the robust model)
+    normal_stages = get_model_entry(DEFAULT_MODEL).card["stages"]
+    assert card["stages"][:len(normal_stages)] == normal_stages
+    adversarial = card["stages"][len(normal_stages):]
+    assert adversarial and all(stage.get("adversarial") for stage in adversarial)
+    assert f"--init-from explorer/models/weights/{DEFAULT_MODEL} " in adversarial[0]["command"]
+    assert card["recipe"]["initialised_from"] in (DEFAULT_MODEL, ROBUST)
     assert card["training_time_s"] > 0
     # the clean cost is on the card: validation mIoU beside the normal model's
     normal = get_model_entry(DEFAULT_MODEL).card["validation"]["miou"]
