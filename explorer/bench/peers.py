@@ -29,8 +29,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from explorer.attacks import ATTACKS
+from explorer.bench.tables import prediction_accuracy_and_miou
 from explorer.errors import InputError
-from explorer.metrics import confusion_matrix, labelled_mask, mean_iou, pixel_accuracy
+from explorer.metrics import labelled_mask, pixel_accuracy
 
 COSPGD_INSTALL = "pip install --no-deps cospgd==0.1.3"
 TSALLIS_INSTALL = ("git clone https://github.com/aam-at/tsallis_pgd and put its "
@@ -151,11 +152,8 @@ def score(model, adv: Tensor, labels: Tensor) -> Dict[str, float]:
     num_classes = model.num_classes
     with torch.no_grad():
         prediction = model(adv).argmax(1)
-    labelled = labelled_mask(labels, num_classes)
-    correct = ((prediction == labels) & labelled).sum()
-    return {"accuracy": float(correct / labelled.sum().clamp_min(1)),
-            "mean_image_accuracy": float(pixel_accuracy(prediction, labels, num_classes).mean()),
-            "miou": float(mean_iou(confusion_matrix(prediction, labels, num_classes)))}
+    return {**prediction_accuracy_and_miou(prediction, labels, num_classes),
+            "mean_image_accuracy": float(pixel_accuracy(prediction, labels, num_classes).mean())}
 
 
 def _ours(name: str, model, images, labels, eps, num_steps, step_ratio, random_start, seed) -> Tensor:

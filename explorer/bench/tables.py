@@ -95,13 +95,13 @@ def fixed_budget_rows(model, images, labels, eps_values: Sequence[float], attack
     k = model.num_classes
     rows = []
     clean = _predict(model, images, batch_size)
-    rows.append({"attack": "clean", "eps_255": 0.0, **_accuracy_and_miou(clean, labels, k), "seconds": 0.0})
+    rows.append({"attack": "clean", "eps_255": 0.0, **prediction_accuracy_and_miou(clean, labels, k), "seconds": 0.0})
     for eps in eps_values:
         for attack in attacks:
             params = quick_params(attack, {}, fraction) if fraction != 1.0 else {}
             r = run_batched(attack, model, images, labels, False, batch_size, eps=eps, **params)
             prediction = _predict(model, r["adv"], batch_size)
-            row = {"attack": attack, "eps_255": eps * 255, **_accuracy_and_miou(prediction, labels, k),
+            row = {"attack": attack, "eps_255": eps * 255, **prediction_accuracy_and_miou(prediction, labels, k),
                    "seconds": r["seconds"]}
             if r["members"] is not None:
                 member_predictions = {name: _predict(model, adv, batch_size) for name, adv in r["members"].items()}
@@ -124,7 +124,8 @@ def _accuracy(confusion) -> float:
     return float(confusion.diag().sum() / confusion.sum().clamp_min(1))
 
 
-def _accuracy_and_miou(prediction, labels, k) -> Dict[str, float]:
+def prediction_accuracy_and_miou(prediction, labels, k) -> Dict[str, float]:
+    """Pooled pixel accuracy and mIoU of a batch of predicted maps, from one confusion matrix."""
     confusion = confusion_matrix(prediction, labels, k)
     return {"accuracy": _accuracy(confusion), "miou": float(mean_iou(confusion))}
 
