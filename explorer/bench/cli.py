@@ -27,7 +27,7 @@ from explorer.bench.compare import compare_penalty_gradients, compare_with_refer
 from explorer.bench.lattice_options import COLUMNS as LATTICE_COLUMNS
 from explorer.bench.lattice_options import compare_options
 from explorer.bench.peers import COLUMNS as PEER_COLUMNS
-from explorer.bench.peers import NOT_RUN, PEERS, compare_with_authors
+from explorer.bench.peers import PEERS, compare_with_authors, ours_params
 from explorer.bench.prox_solvers import compare_solvers
 from explorer.bench.report import describe_skipped, markdown_table, usable_records, write_report
 from explorer.bench.run import check_run_arguments, parse_rows, run_benchmark
@@ -46,7 +46,7 @@ def _version(package: str) -> str:
     try:
         return version(package)
     except PackageNotFoundError:
-        return "unknown"
+        return "(a checkout, unversioned)"
 
 
 def _model_name(text: str, what: str = "") -> str:
@@ -202,14 +202,15 @@ def _main(argv: Optional[Sequence[str]] = None) -> None:
     lattice.add_argument("--out", type=Path, default=None, help="write <out>.md and <out>.json")
     _add_common(lattice)
 
-    peers = sub.add_parser("peers", help="PGD-CE, SegPGD, CosPGD and TsallisPGD against their authors' code")
+    peers = sub.add_parser("peers", help="PGD-CE, SegPGD, CosPGD, TsallisPGD and SEA against their authors' code")
     peers.add_argument("--model", default=DEFAULT_MODEL, type=argument(_model_name))
     peers.add_argument("--attacks", nargs="+", default=["pgd", "segpgd", "cospgd"], choices=list(PEERS),
-                       help="tsallis_pgd needs the authors' package on PYTHONPATH (docs/benchmarks.md)")
+                       help="tsallis_pgd and sea need the authors' code on PYTHONPATH (docs/benchmarks.md)")
     peers.add_argument("--eps", nargs="+", type=argument(checks.eps_255), default=[0.5, 1.0, 2.0, 4.0],
                        help="radii × 255, each in (0, 255]")
     peers.add_argument("--steps", type=POSITIVE, default=None,
-                       help="iterations of both sides (>= 1; default: 20 for the PGD family, 300 for TsallisPGD)")
+                       help="iterations of both sides (>= 1; default: 20 for the PGD family, 300 for TsallisPGD "
+                            "and for each SEA member)")
     peers.add_argument("--step-ratio", type=argument(checks.fraction), default=0.25,
                        help="step α as a fraction of ε, in (0, 1] (the papers' 20-step PGD: 0.25)")
     peers.add_argument("--no-random-start", action="store_true", help="both sides start at the clean image")
@@ -257,13 +258,12 @@ def _main(argv: Optional[Sequence[str]] = None) -> None:
         rows = compare_with_authors(model, images, labels, attacks=args.attacks, eps_255=args.eps,
                                     num_steps=args.steps, step_ratio=args.step_ratio,
                                     random_start=not args.no_random_start, seed=args.seed)
-        not_run = "; ".join(f"{name}: {why}" for name, why in NOT_RUN.items())
         sources = sorted({PEERS[name].source for name in args.attacks})
         versions = ", ".join(f"{package} {_version(package)}" for package in sources)
         text = (f"{args.model}, untargeted, {len(images)} images, PGD family α = {args.step_ratio:g} ε, "
                 f"{'zero' if args.no_random_start else 'random'} start, seed {args.seed}, device {images.device}, "
                 f"torch {torch.__version__}, {versions}\n\n"
-                + markdown_table(rows, PEER_COLUMNS) + f"\nNot run: {not_run}.\n")
+                + markdown_table(rows, PEER_COLUMNS))
         _print_and_save(text, {"rows": rows}, args.out)
     elif args.command == "prox":
 
@@ -319,11 +319,10 @@ def _check(args):
         checks.distinct(args.attacks, "--attacks")
         checks.distinct(args.eps, "--eps")
         for name in args.attacks:  # the attacks' own bounds, and the authors' code importable
-            params = {"num_steps": args.steps or PEERS[name].default_steps}
-            if "step_ratio" in get_attack(name).defaults():
-                params["step_ratio"] = args.step_ratio
-            get_attack(name).validate(params)
-            PEERS[name].check()
+            peer = PEERS[name]
+            get_attack(peer.attack).validate(ours_params(peer, args.steps or peer.default_steps,
+                                                              args.step_ratio))
+            peer.check()
         _check_saved_paths(args.out)
     elif args.command == "prox":
         _check_saved_paths(args.out)

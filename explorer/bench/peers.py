@@ -11,8 +11,16 @@
   ``int(0.3 n)``, ``int(0.3 n)`` and the rest of ``n`` iterations, q from −2 to 1 per stage,
   step-size control on CE, best iterate returned, random start from their own generator.
 
-SEA's code (nmndeep/Robust-Segmentation) is a research repository, not a package, so it is
-not run here; ``docs/attacks.md`` lists every difference between it and ours, read line by line.
+* **SEA** — the authors' ECCV-2024 code (repository nmndeep/Robust-Segmentation, a research
+  repository, not a package): ``apgd_largereps`` from its ``semseg/attacker.py`` (which needs
+  AutoAttack's ``autoattack.other_utils``), called as its ``tools/infer.py`` calls it — random
+  start, CE tracking, early stop, one restart — once per member of their standard ensemble
+  (class-balanced masked CE, masked CE, JS), then per image the member of lowest pixel accuracy
+  (their ``worse_case_eval``) (:func:`sea_authors_attack`).  Each member is also a row of its
+  own (``sea/<loss>``), next to ours (``apgd`` with the loss and the radius stages, which is what
+  one of our SEA members runs).  The class weights of the balanced member are the same on both
+  sides: the authors ship constant tables for VOC and ADE20K only, so both use ours
+  (:func:`explorer.attacks.losses.class_balance_weights` of the attacked batch).
 
 Both sides are scored by the same code (:func:`score`): pixel accuracy pooled over every
 labelled pixel, the mean of the per-image accuracies (the SEA authors' number), and mIoU of
@@ -20,15 +28,19 @@ the pooled confusion matrix.  Lower is a stronger attack.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import time
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from explorer.attacks import ATTACKS
+from explorer.attacks.losses import class_balance_weights
+from explorer.attacks.sea import SEA_MEMBERS
 from explorer.bench.tables import prediction_accuracy_and_miou
 from explorer.errors import InputError
 from explorer.metrics import labelled_mask, pixel_accuracy
@@ -36,8 +48,16 @@ from explorer.metrics import labelled_mask, pixel_accuracy
 COSPGD_INSTALL = "pip install --no-deps cospgd==0.1.3"
 TSALLIS_INSTALL = ("git clone https://github.com/aam-at/tsallis_pgd and put its "
                    "packages/segmentation_attacks/src on PYTHONPATH")
+SEA_INSTALL = ("git clone https://github.com/nmndeep/Robust-Segmentation and "
+               "https://github.com/fra31/auto-attack, and put Robust-Segmentation/semseg and the "
+               "auto-attack folder on PYTHONPATH")
 #: the label the TsallisPGD package ignores (its harness's ``ignore_index``)
 TSALLIS_IGNORE = 255
+#: the label SEA's code ignores (``apgd_train`` asserts ``ignore_index == -1``)
+SEA_IGNORE = -1
+#: our SEA member -> the authors' loss name (their ensemble, ``tools/infer.py``, is our ``members="eccv2024"``,
+#: in the same order)
+SEA_AUTHORS_LOSSES = {"balanced_masked_ce": "mask-ce-bal", "masked_ce": "mask-ce-avg", "js": "js-avg"}
 
 
 def import_cospgd():
@@ -59,6 +79,17 @@ def import_tsallis():
         raise InputError(f"the comparison with the TsallisPGD authors' code needs their package: {TSALLIS_INSTALL} "
                          f"({error})") from None
     return AutoPGDAttack, SumGradientAggregator
+
+
+def import_sea():
+    """SEA's ``attacker`` module (``semseg/attacker.py``, InputError with where to get it when missing)."""
+    try:
+        import attacker
+        attacker.apgd_largereps  # noqa: B018 -- another module named ``attacker`` is not SEA's
+    except (ImportError, AttributeError) as error:
+        raise InputError(f"the comparison with the SEA authors' code needs their attacker module: {SEA_INSTALL} "
+                         f"({error})") from None
+    return attacker
 
 
 def cospgd_authors_loop(model, images: Tensor, labels: Tensor, *, scaling: str, eps: float, num_steps: int,
@@ -112,15 +143,58 @@ def tsallis_authors_attack(model, images: Tensor, labels: Tensor, *, eps: float,
     return attack.perturb(images, labels.masked_fill(ignored, TSALLIS_IGNORE)).detach()
 
 
+def sea_member_authors(model, images: Tensor, labels: Tensor, *, loss: str, eps: float, num_steps: int,
+                       random_start: bool = True) -> Tensor:
+    """One SEA member by the authors' ``apgd_largereps`` (radius stages 2ε, 1.5ε, ε over
+    ``int(0.3 n)``, ``int(0.3 n)`` and the rest), with ``tools/infer.py``'s settings; ``loss``
+    is one of our member names (:data:`SEA_AUTHORS_LOSSES`).  Returns the best iterate of the
+    last stage (lowest pixel accuracy).  Their progress lines go to a discarded buffer."""
+    attacker = import_sea()
+    ignored = ~labelled_mask(labels, model.num_classes)
+    weights = class_balance_weights(labels, mask=~ignored, num_classes=model.num_classes)
+    with contextlib.redirect_stdout(io.StringIO()):
+        adv, _, _ = attacker.apgd_largereps(
+            model, images, labels.long().masked_fill(ignored, SEA_IGNORE), weights, norm="Linf", eps=eps,
+            n_iter=num_steps, n_restarts=1, use_rs=random_start, loss=SEA_AUTHORS_LOSSES[loss],
+            track_loss="ce-avg", log_path=None, num_classes=model.num_classes, early_stop=True)
+    return adv.detach()
+
+
+def sea_authors_attack(model, images: Tensor, labels: Tensor, *, eps: float, num_steps: int,
+                       random_start: bool = True) -> Dict[str, Tensor]:
+    """SEA by its authors' code: their three members (:func:`sea_member_authors`, in their
+    order), then per image the member result of lowest pixel accuracy (ties: the earlier).
+    Returns ``{"sea": ensemble, "sea/<loss>": member, ...}``."""
+    rows: Dict[str, Tensor] = {}
+    best, best_accuracy = None, None
+    for loss in SEA_MEMBERS["eccv2024"]:
+        adv = rows[f"sea/{loss}"] = sea_member_authors(model, images, labels, loss=loss, eps=eps,
+                                                       num_steps=num_steps, random_start=random_start)
+        with torch.no_grad():
+            accuracy = pixel_accuracy(model(adv).argmax(1), labels, model.num_classes)
+        if best is None:
+            best, best_accuracy = adv, accuracy
+        else:
+            lower = accuracy < best_accuracy
+            best = torch.where(lower[:, None, None, None], adv, best)
+            best_accuracy = torch.minimum(accuracy, best_accuracy)
+    return {"sea": best, **rows}
+
+
 @dataclass(frozen=True)
 class Peer:
-    """One of our attacks and its authors' code, run with the same radius and iterations."""
+    """One of our attacks and its authors' code, run with the same radius and iterations.
+
+    ``authors`` returns the authors' adversarial images, or for an ensemble a dict of rows
+    (``{"sea": ensemble, "sea/<loss>": member}``, the names of our result's members);
+    ``ours_params`` are fixed parameters of our side (SEA: the authors' members)."""
 
     attack: str
     default_steps: int
     check: Callable[[], object]
-    authors: Callable[..., Tensor]  # (model, images, labels, eps, num_steps, step_ratio, random_start, seed)
-    source: str
+    authors: Callable[..., Tensor | Dict[str, Tensor]]  # (model, images, labels, eps, num_steps, step_ratio,
+    source: str                                          #  random_start, seed)
+    ours_params: Mapping[str, object] = field(default_factory=dict)
 
 
 def _cospgd_peer(attack: str, scaling: str) -> Peer:
@@ -136,15 +210,20 @@ def _tsallis_authors(model, images, labels, eps, num_steps, step_ratio, random_s
                                   seed=seed)
 
 
-#: our attack -> its peer; the PGD family at the papers' 20 steps, TsallisPGD at its harness's 300
+def _sea_authors(model, images, labels, eps, num_steps, step_ratio, random_start, seed):
+    torch.manual_seed(seed)
+    return sea_authors_attack(model, images, labels, eps=eps, num_steps=num_steps, random_start=random_start)
+
+
+#: our attack -> its peer; the PGD family at the papers' 20 steps, TsallisPGD at its harness's 300,
+#: SEA with the authors' three members on both sides, 300 iterations each (one row per member too)
 PEERS: Dict[str, Peer] = {
     "pgd": _cospgd_peer("pgd", "ce"),
     "segpgd": _cospgd_peer("segpgd", "segpgd"),
     "cospgd": _cospgd_peer("cospgd", "cospgd"),
     "tsallis_pgd": Peer("tsallis_pgd", 300, import_tsallis, _tsallis_authors, "segmentation_attacks"),
+    "sea": Peer("sea", 300, import_sea, _sea_authors, "Robust-Segmentation", ours_params={"members": "eccv2024"}),
 }
-#: attacks whose authors' code is not a package, where docs/attacks.md lists the differences instead
-NOT_RUN = {"sea": "nmndeep/Robust-Segmentation is a research repository, not a package"}
 
 
 def score(model, adv: Tensor, labels: Tensor) -> Dict[str, float]:
@@ -156,23 +235,37 @@ def score(model, adv: Tensor, labels: Tensor) -> Dict[str, float]:
             "mean_image_accuracy": float(pixel_accuracy(prediction, labels, num_classes).mean())}
 
 
-def _ours(name: str, model, images, labels, eps, num_steps, step_ratio, random_start, seed) -> Tensor:
-    params = {"eps": eps, "num_steps": num_steps, "random_init": random_start}
-    if "step_ratio" in ATTACKS[name].defaults():
+def ours_params(peer: Peer, num_steps: int, step_ratio: float) -> Dict[str, object]:
+    """Our side's parameters for ``peer`` (before the radius): iterations, α where the attack
+    has one, and the peer's fixed choices (SEA's members)."""
+    params = {"num_steps": num_steps, **peer.ours_params}
+    if "step_ratio" in ATTACKS[peer.attack].defaults():
         params["step_ratio"] = step_ratio
+    return params
+
+
+def _ours(peer: Peer, model, images, labels, eps, num_steps, step_ratio, random_start, seed) -> Dict[str, Tensor]:
+    """Our adversarial images by row: the attack's result, then each ensemble member's."""
+    params = {**ours_params(peer, num_steps, step_ratio), "eps": eps, "random_init": random_start}
     torch.manual_seed(seed)
-    return ATTACKS[name](model, images, labels, **params).adv_images
+    result = ATTACKS[peer.attack](model, images, labels, **params)
+    members = result.members or {}
+    return {peer.attack: result.adv_images, **{f"{peer.attack}/{loss}": r.adv_images for loss, r in members.items()}}
 
 
 def compare_with_authors(model, images: Tensor, labels: Tensor, *, attacks: Sequence[str], eps_255: Sequence[float],
                          num_steps: int | None = None, step_ratio: float = 0.25, random_start: bool = True,
                          seed: int = 0) -> List[Dict[str, object]]:
     """One row per (attack, ε): ours and the authors' code from the same seed and iterations
-    (``num_steps``, else each peer's default), the PGD family with the same α = step_ratio · ε.
+    (``num_steps``, else each peer's default), the PGD family with the same α = step_ratio · ε;
+    for SEA one more row per member (``sea/<loss>``), its times left empty (the ensemble's
+    row times the whole ensemble).
 
     Ours returns its highest-APSR iterate (every iterate counts).  The CosPGD loop returns its
     last iterate and draws its random start from torch's generator, seeded like ours (the
-    same draw); TsallisPGD returns its best iterate and draws from its own generator."""
+    same draw); TsallisPGD returns its best iterate and draws from its own generator; SEA's
+    members return the best iterate of their last stage and draw from torch's generator
+    (``rand_like``, ours ``uniform_``: the same seed, different draws)."""
     for name in attacks:
         PEERS[name].check()
     rows = []
@@ -182,19 +275,30 @@ def compare_with_authors(model, images: Tensor, labels: Tensor, *, attacks: Sequ
         for eps in eps_255:
             radius = eps / 255
             start = time.perf_counter()
-            ours = _ours(name, model, images, labels, radius, steps, step_ratio, random_start, seed)
+            ours = _ours(peer, model, images, labels, radius, steps, step_ratio, random_start, seed)
             ours_s = time.perf_counter() - start
             start = time.perf_counter()
             theirs = peer.authors(model, images, labels, radius, steps, step_ratio, random_start, seed)
             theirs_s = time.perf_counter() - start
-            ours_score, theirs_score = score(model, ours, labels), score(model, theirs, labels)
-            row = {"attack": name, "eps_255": eps, "steps": steps, "ours_s": ours_s, "authors_s": theirs_s,
-                   "authors_linf_255": float((theirs - images).abs().amax()) * 255}
-            for key in ours_score:
-                row[f"ours_{key}"], row[f"authors_{key}"] = ours_score[key], theirs_score[key]
-            row["accuracy_gap"] = ours_score["accuracy"] - theirs_score["accuracy"]
-            rows.append(row)
+            if isinstance(theirs, Tensor):
+                theirs = {name: theirs}
+            if set(theirs) != set(ours):
+                raise RuntimeError(f"{name}: our rows {sorted(ours)} and the authors' {sorted(theirs)} differ")
+            for row_name, adv in ours.items():
+                timed = row_name == name
+                rows.append(_row(model, images, labels, row_name, eps, steps, adv, theirs[row_name],
+                                 ours_s if timed else None, theirs_s if timed else None))
     return rows
+
+
+def _row(model, images, labels, attack, eps, steps, ours: Tensor, theirs: Tensor, ours_s, theirs_s) -> Dict:
+    ours_score, theirs_score = score(model, ours, labels), score(model, theirs, labels)
+    row = {"attack": attack, "eps_255": eps, "steps": steps, "ours_s": ours_s, "authors_s": theirs_s,
+           "authors_linf_255": float((theirs - images).abs().amax()) * 255}
+    for key in ours_score:
+        row[f"ours_{key}"], row[f"authors_{key}"] = ours_score[key], theirs_score[key]
+    row["accuracy_gap"] = ours_score["accuracy"] - theirs_score["accuracy"]
+    return row
 
 
 COLUMNS = (("attack", "attack", ""), ("ε×255", "eps_255", "g"), ("iterations", "steps", "d"),
