@@ -170,11 +170,12 @@ def test_the_browser_shows_a_warning_for_a_damaged_upload_and_then_takes_a_good_
     damaged, good = tmp_path / "damaged.png", tmp_path / "good.png"
     damaged.write_bytes(png(40, 60)[:120])
     good.write_bytes(png(40, 60))
-    with app_page(small_app) as page:
+    status = "document.querySelector('#status').innerText"
+    with app_page(small_app) as page:  # generous timeouts: each wait returns as soon as it holds (CI may be loaded)
         page.set_input_files("#upload input[type=file]", str(damaged))
-        page.wait_for_function("document.querySelector('#status').innerText.includes('damaged')",
-                               timeout=30000)
-        page.click("#upload button[aria-label='Clear']")
-        page.set_input_files("#upload input[type=file]", str(good))
-        page.wait_for_function("document.querySelector('#status').innerText.includes('upload (60×40)')",
-                               timeout=30000)
+        page.wait_for_function(f"{status}.includes('damaged')", timeout=90000)
+        page.click("#upload button[aria-label='Clear']", timeout=90000)
+        # the clear's own preview replaces the warning before the good picture goes in
+        page.wait_for_function(f"!{status}.includes('damaged')", timeout=90000)
+        page.set_input_files("#upload input[type=file]", str(good), timeout=90000)
+        page.wait_for_function(f"{status}.includes('upload (60×40)')", timeout=90000)
