@@ -16,9 +16,9 @@
   AutoAttack's ``autoattack.other_utils``), called as its ``tools/infer.py`` calls it — random
   start, CE tracking, early stop, one restart — once per member of their standard ensemble
   (class-balanced masked CE, masked CE, JS), then per image the member of lowest pixel accuracy
-  (their ``worse_case_eval``) (:func:`sea_authors_attack`).  Each member is also a row of its
-  own (``sea/<loss>``), next to ours (``apgd`` with the loss and the radius stages, which is what
-  one of our SEA members runs).  The class weights of the balanced member are the same on both
+  (their ``worse_case_eval``) (:func:`sea_authors_attack`), next to our ``sea`` with the same
+  members.  Each member is also a row of its own (``sea/<loss>``: the member's result on both
+  sides).  The class weights of the balanced member are the same on both
   sides: the authors ship constant tables for VOC and ADE20K only, so both use ours
   (:func:`explorer.attacks.losses.class_balance_weights` of the attacked batch).
 
@@ -185,15 +185,16 @@ def sea_authors_attack(model, images: Tensor, labels: Tensor, *, eps: float, num
 class Peer:
     """One of our attacks and its authors' code, run with the same radius and iterations.
 
-    ``authors`` returns the authors' adversarial images, or for an ensemble a dict of rows
-    (``{"sea": ensemble, "sea/<loss>": member}``, the names of our result's members);
-    ``ours_params`` are fixed parameters of our side (SEA: the authors' members)."""
+    ``authors(model, images, labels, eps, num_steps, step_ratio, random_start, seed)`` returns
+    the authors' adversarial images, or for an ensemble a dict of rows (``{"sea": ensemble,
+    "sea/<loss>": member}``, the names of our result's members); ``ours_params`` are fixed
+    parameters of our side (SEA: the authors' members)."""
 
     attack: str
     default_steps: int
     check: Callable[[], object]
-    authors: Callable[..., Tensor | Dict[str, Tensor]]  # (model, images, labels, eps, num_steps, step_ratio,
-    source: str                                          #  random_start, seed)
+    authors: Callable[..., Tensor | Dict[str, Tensor]]
+    source: str
     ours_params: Mapping[str, object] = field(default_factory=dict)
 
 
