@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from explorer.attacks import ATTACKS
+from explorer.attacks.core import keep_better
 from explorer.attacks.losses import class_balance_weights
 from explorer.attacks.sea import SEA_MEMBERS
 from explorer.bench.tables import prediction_accuracy_and_miou
@@ -166,18 +167,16 @@ def sea_authors_attack(model, images: Tensor, labels: Tensor, *, eps: float, num
     order), then per image the member result of lowest pixel accuracy (ties: the earlier).
     Returns ``{"sea": ensemble, "sea/<loss>": member, ...}``."""
     rows: Dict[str, Tensor] = {}
-    best, best_accuracy = None, None
+    best, best_error = None, None
     for loss in SEA_MEMBERS["eccv2024"]:
         adv = rows[f"sea/{loss}"] = sea_member_authors(model, images, labels, loss=loss, eps=eps,
                                                        num_steps=num_steps, random_start=random_start)
         with torch.no_grad():
-            accuracy = pixel_accuracy(model(adv).argmax(1), labels, model.num_classes)
+            error = -pixel_accuracy(model(adv).argmax(1), labels, model.num_classes)
         if best is None:
-            best, best_accuracy = adv, accuracy
+            best, best_error = adv, error
         else:
-            lower = accuracy < best_accuracy
-            best = torch.where(lower[:, None, None, None], adv, best)
-            best_accuracy = torch.minimum(accuracy, best_accuracy)
+            best, best_error, _ = keep_better(best, best_error, adv, error)
     return {"sea": best, **rows}
 
 

@@ -151,13 +151,19 @@ def test_tsallis_peer_without_the_authors_package_says_where_to_get_it(capsys, t
     assert list(tmp_path.iterdir()) == []
 
 
-def test_tsallis_authors_attack_stays_in_its_ball_and_attacks():
-    pytest.importorskip("segmentation_attacks", reason="the TsallisPGD authors' package is not installed")
+def _two_images_and_their_clean_prediction():
+    """The small network, two images and its clean prediction as labels, a few pixels ignored."""
     model = SmallConvNet().eval()
     images = torch.rand(2, 3, 12, 16, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         labels = model(images).argmax(1)
     labels[1, :3] = 255
+    return model, images, labels
+
+
+def test_tsallis_authors_attack_stays_in_its_ball_and_attacks():
+    pytest.importorskip("segmentation_attacks", reason="the TsallisPGD authors' package is not installed")
+    model, images, labels = _two_images_and_their_clean_prediction()
     (row,) = compare_with_authors(model, images, labels, attacks=["tsallis_pgd"], eps_255=[2.0], num_steps=20)
     assert row["authors_linf_255"] <= 2.0 + 1e-4
     assert row["authors_accuracy"] < 1.0 and row["ours_accuracy"] < 1.0
@@ -217,11 +223,7 @@ def test_sea_harness_calls_the_authors_members_as_their_script_and_keeps_the_wor
 
 def test_sea_by_its_authors_code_stays_in_its_ball_and_is_at_most_each_member():
     pytest.importorskip("attacker", reason="SEA's attacker module (nmndeep/Robust-Segmentation) is not on PYTHONPATH")
-    model = SmallConvNet().eval()
-    images = torch.rand(2, 3, 12, 16, generator=torch.Generator().manual_seed(5))
-    with torch.no_grad():
-        labels = model(images).argmax(1)
-    labels[1, :3] = 255
+    model, images, labels = _two_images_and_their_clean_prediction()
     rows = compare_with_authors(model, images, labels, attacks=["sea"], eps_255=[2.0], num_steps=12)
     assert [row["attack"] for row in rows] == ["sea", "sea/balanced_masked_ce", "sea/masked_ce", "sea/js"]
     for row in rows:
