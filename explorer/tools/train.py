@@ -55,32 +55,51 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     return (images - mean) / std
 
 
-def render_pool(world: str, count: int, size: Tuple[int, int], shuffle_fraction: float, seed: int,
-                chunk: int = 64) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Render ``count`` training scenes as uint8 images (N,3,H,W) and int64 labels (N,H,W)."""
+def _render_chunk(world: str, seeds: List[int], size: Tuple[int, int], shuffle_fraction: float,
+                  seed: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One chunk of the pool: 8-bit images (N,3,H,W) and 8-bit labels (N,H,W; 255 = ignored)."""
+    x, y = render_batch(world, seeds, size[0], size[1], shuffle_fraction=shuffle_fraction, shuffle_seed=seed)
+    return (x * 255).round().to(torch.uint8), y.to(torch.uint8)
 
-    images, labels = [], []
+
+def render_pool(world: str, count: int, size: Tuple[int, int], shuffle_fraction: float, seed: int,
+                chunk: int = 64, workers: int = 1) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Render ``count`` training scenes as uint8 images (N,3,H,W) and uint8 labels (N,H,W).
+
+    Every scene depends on its own seed only, so ``workers`` processes render chunks side by
+    side and the pool is the same whatever their number (an accelerator machine's 16 cores
+    render a large pool in seconds).  Labels are class ids below 255 (or 255, ignored), kept
+    in 8 bits: a pool of 20 000 street scenes at 128 x 256 then takes 2.6 GB, not 5.2 GB more."""
     seeds = list(training_seeds(count))
-    for start in tqdm(range(0, count, chunk), desc=f"rendering {count} {world} scenes", unit="chunk"):
-        x, y = render_batch(world, seeds[start:start + chunk], size[0], size[1],
-                            shuffle_fraction=shuffle_fraction, shuffle_seed=seed)
-        images.append((x * 255).round().to(torch.uint8))
-        labels.append(y)
-    return torch.cat(images), torch.cat(labels)
+    starts = range(0, count, chunk)
+    description = f"rendering {count} {world} scenes"
+    if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(_render_chunk, world, seeds[start:start + chunk], size, shuffle_fraction, seed)
+                       for start in starts]
+            parts = [future.result() for future in tqdm(futures, desc=description, unit="chunk")]
+    else:
+        parts = [_render_chunk(world, seeds[start:start + chunk], size, shuffle_fraction, seed)
+                 for start in tqdm(starts, desc=description, unit="chunk")]
+    return torch.cat([images for images, _ in parts]), torch.cat([labels for _, labels in parts])
 
 
 @torch.no_grad()
 def evaluate(net: torch.nn.Module, world: str, size: Tuple[int, int], num_classes: int,
              seeds=VALIDATION_SEEDS, batch: int = 16) -> Dict[str, object]:
-    """Pixel accuracy and dataset-level mIoU on unshuffled validation scenes (8-bit, as shipped)."""
+    """Pixel accuracy and dataset-level mIoU on unshuffled validation scenes (8-bit, as shipped),
+    on the device the network's weights are on."""
 
     net.eval()
+    device = next(net.parameters()).device
     seeds = list(seeds)
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     for start in range(0, len(seeds), batch):
         x, y = render_batch(world, seeds[start:start + batch], size[0], size[1])
         x = (x * 255).round() / 255
-        pred = net(normalize(x)).argmax(1)
+        pred = net(normalize(x.to(device))).argmax(1).cpu()
         confusion += confusion_matrix(pred, y, num_classes)
     correct = confusion.diag().sum().item()
     per_class = iou_per_class(confusion)
@@ -88,6 +107,33 @@ def evaluate(net: torch.nn.Module, world: str, size: Tuple[int, int], num_classe
             "miou": float(mean_iou(confusion)),
             "per_class_iou": [None if math.isnan(v) else round(float(v), 4) for v in per_class.tolist()],
             "num_images": len(seeds)}
+
+
+def training_device(name: str) -> torch.device:
+    """``"auto"``: the GPU when there is one, else the CPU; ``"cpu"``/``"cuda"``/``"cuda:N"`` as named.
+
+    A named GPU that is absent is refused with one line (no silent fall-back: a stage planned for
+    minutes of a GPU would take hours of a CPU)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SystemExit(f"--device must be auto, cpu or cuda[:N], got {name!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise SystemExit(f"--device must be auto, cpu or cuda[:N], got {name!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {name}: no CUDA GPU is visible to torch {torch.__version__}")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise SystemExit(f"--device {name}: only {torch.cuda.device_count()} CUDA GPU(s) are visible")
+    return device
+
+
+def describe_device(device: torch.device) -> str:
+    """What a stage ran on, for its card: "x86_64 CPU, 1 threads, torch …" or "NVIDIA H100 … GPU, torch …"."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} GPU, torch {torch.__version__}"
+    return f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
 def save_fp16(net: torch.nn.Module, out_dir: Path) -> None:
@@ -214,7 +260,9 @@ def train(world: str, arch: str, out_dir: Path, steps: int, batch_size: int, lr:
           shuffle_fraction: float, seed: int, size: Tuple[int, int], command: str,
           balance: float = 0.0, init_from: Optional[Path] = None, checkpoint: Optional[Path] = None,
           save_every: int = 200, session_steps: Optional[int] = None,
-          adversarial: Optional[AdversarialRecipe] = None) -> Optional[Dict[str, object]]:
+          adversarial: Optional[AdversarialRecipe] = None, device: str = "cpu",
+          render_workers: int = 1, pool: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
+          validation_images: Optional[int] = None) -> Optional[Dict[str, object]]:
     """Train one model (one *stage*) and write it to ``out_dir``; return its card.
 
     Resumable: every ``save_every`` steps the network, optimiser, schedule, both random
@@ -225,10 +273,22 @@ def train(world: str, arch: str, out_dir: Path, steps: int, batch_size: int, lr:
     ``session_steps`` ends this invocation after that many steps with the checkpoint saved and
     nothing else written (returns ``None``): a long stage split across sessions.
     ``adversarial`` makes the stage adversarial training: that share of each batch is replaced
-    by its attacked version (:mod:`explorer.tools.adversarial_training`)."""
+    by its attacked version (:mod:`explorer.tools.adversarial_training`).
+
+    ``device`` (``"cpu"``, ``"cuda"``, ``"auto"``) is where the pool, the network and the inner
+    attack live.  On the CPU a resumed stage is bit-for-bit the uninterrupted one; on a GPU it is
+    the same recipe, but cuDNN's kernels are not bit-reproducible, so the stage records the
+    device it ran on (its card's ``stages``) and the command names it.  ``pool`` passes the
+    scenes :func:`render_pool` returns for these settings, rendered once for several stages;
+    ``validation_images`` evaluates on the first that many validation scenes (a dry run; the
+    card says how many)."""
 
     info = WORLDS[world]
     num_classes = info.dataset.num_classes
+    where = training_device(device)
+    if where.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision("high")  # TF32 for the SegFormer's matrix products
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     start_time = time.perf_counter()
@@ -237,17 +297,25 @@ def train(world: str, arch: str, out_dir: Path, steps: int, batch_size: int, lr:
                 "size": list(size), "balance": balance, "init_from": str(init_from) if init_from else None}
     if adversarial is not None:
         settings["adversarial"] = adversarial.as_dict()
+    if where.type != "cpu":  # a CPU checkpoint of an earlier version stays resumable
+        settings["device"] = where.type
 
-    images, labels = render_pool(world, pool_size, size, shuffle_fraction, seed)
-    weights = class_weights(labels, num_classes, balance)
+    images, labels = pool if pool is not None else render_pool(world, pool_size, size, shuffle_fraction, seed,
+                                                               workers=render_workers)
+    if len(images) != pool_size or tuple(images.shape[-2:]) != tuple(size):
+        raise ValueError(f"the pool holds {len(images)} scenes of {tuple(images.shape[-2:])}, the stage asks for "
+                         f"{pool_size} of {tuple(size)}")
+    weights = class_weights(labels, num_classes, balance).to(where)
+    images, labels = images.to(where), labels.to(where)
     net = build_network(arch, num_classes)
     initial_card = load_initial_weights(net, init_from) if init_from else {}
+    net.to(where)
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
 
     first_step, spent_before, sessions = 0, 0.0, 1
     if checkpoint is not None and checkpoint.is_file():
-        saved = torch.load(checkpoint, weights_only=True)
+        saved = torch.load(checkpoint, weights_only=True, map_location="cpu")
         if saved["settings"] != settings:
             raise SystemExit(f"{checkpoint} was written by a run with other settings ({saved['settings']}); "
                              f"remove it or pass another --checkpoint")
@@ -256,6 +324,8 @@ def train(world: str, arch: str, out_dir: Path, steps: int, batch_size: int, lr:
         schedule.load_state_dict(saved["schedule"])
         rng.bit_generator.state = saved["numpy_rng"]
         torch.set_rng_state(saved["torch_rng"])
+        if where.type == "cuda" and "cuda_rng" in saved:
+            torch.cuda.set_rng_state(saved["cuda_rng"], where)
         first_step, spent_before, sessions = saved["step"], saved["time_s"], saved["sessions"] + 1
         print(f"resuming from {checkpoint} at step {first_step} of {steps} ({spent_before / 60:.1f} min spent)")
 
@@ -263,6 +333,7 @@ def train(world: str, arch: str, out_dir: Path, steps: int, batch_size: int, lr:
         _atomic_save({"settings": settings, "step": step, "net": net.state_dict(),
                       "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                       "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                      **({"cuda_rng": torch.cuda.get_rng_state(where)} if where.type == "cuda" else {}),
                       "time_s": spent_before + time.perf_counter() - start_time, "sessions": sessions},
                      checkpoint)
 
@@ -274,10 +345,10 @@ def train(world: str, arch: str, out_dir: Path, steps: int, batch_size: int, lr:
                     initial=first_step, total=steps)
     running, flipped = None, None
     for step in progress:
-        index = torch.from_numpy(rng.choice(len(images), size=batch_size, replace=False))
+        index = torch.from_numpy(rng.choice(len(images), size=batch_size, replace=False)).to(where)
         x = images[index].float() / 255
-        y = labels[index]
-        flip = torch.from_numpy(rng.random(batch_size) < 0.5)
+        y = labels[index].long()
+        flip = torch.from_numpy(rng.random(batch_size) < 0.5).to(where)
         x[flip] = x[flip].flip(-1)
         y[flip] = y[flip].flip(-1)
         if adversarial is not None:
@@ -300,21 +371,24 @@ def train(world: str, arch: str, out_dir: Path, steps: int, batch_size: int, lr:
         return None
 
     stage = {"command": command, "steps": steps, "time_s": round(spent_before + time.perf_counter() - start_time, 1),
-             "sessions": sessions, **({"adversarial": settings["adversarial"]} if adversarial else {})}
-    return finish_stage(net, settings, stage, initial_card, out_dir, command)
+             "sessions": sessions, "trained_on": describe_device(where),
+             **({"adversarial": settings["adversarial"]} if adversarial else {})}
+    return finish_stage(net, settings, stage, initial_card, out_dir, command, validation_images)
 
 
 def finish_stage(net: torch.nn.Module, settings: Dict[str, object], stage: Dict[str, object],
-                 initial_card: Dict[str, object], out_dir: Path, command: str) -> Dict[str, object]:
+                 initial_card: Dict[str, object], out_dir: Path, command: str,
+                 validation_images: Optional[int] = None) -> Dict[str, object]:
     """Evaluate the network on the validation scenes and write it to ``out_dir`` as a shipped
     model (weights in float16, ``card.json``, ``README.md``) whose card lists every stage:
     the earlier ones (from ``initial_card``) and ``stage``.  Returns the card."""
     world, arch, size = settings["world"], settings["arch"], tuple(settings["size"])
     info = WORLDS[world]
-    validation = evaluate(net, world, size, info.dataset.num_classes)
+    seeds = VALIDATION_SEEDS if validation_images is None else VALIDATION_SEEDS[:validation_images]
+    validation = evaluate(net, world, size, info.dataset.num_classes, seeds=seeds)
     stages = earlier_stages(initial_card) + [stage]
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_fp16(net.eval(), out_dir)
+    save_fp16(net.eval().cpu(), out_dir)
     pool_size = settings["pool_size"]
     robust = next((AdversarialRecipe(**stage["adversarial"]) for stage in reversed(stages)
                    if stage.get("adversarial")), None)
@@ -341,8 +415,10 @@ def finish_stage(net: torch.nn.Module, settings: Dict[str, object], stage: Dict[
            if robust else {}),
         "training_time_s": round(sum(stage["time_s"] or 0 for stage in stages), 1),
         "stages": stages,
-        "trained_on": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
-        "validation": {**validation, "seeds": f"{VALIDATION_SEEDS.start}-{VALIDATION_SEEDS.stop - 1}"},
+        "trained_on": "; ".join(dict.fromkeys(
+            stage.get("trained_on") or initial_card.get("trained_on") or describe_device(torch.device("cpu"))
+            for stage in stages)),
+        "validation": {**validation, "seeds": f"{seeds.start}-{seeds.stop - 1}"},
         "command": command,
     }
     write_card(out_dir, card, info.dataset.class_names)
@@ -373,6 +449,7 @@ def command_line(settings: Dict[str, object], threads: Optional[int] = 1) -> str
             f"--seed {settings['seed']}" + (f" --balance {settings['balance']}" if settings["balance"] else "")
             + (f" --init-from {settings['init_from']}" if settings["init_from"] else "")
             + adversarial_flags(settings.get("adversarial"))
+            + (f" --device {settings['device']}" if settings.get("device", "cpu") != "cpu" else "")
             + (f" --threads {threads}" if threads else ""))
 
 
@@ -389,7 +466,7 @@ def export_checkpoint(checkpoint: Path, out_dir: Path) -> Dict[str, object]:
     saying where the stage was cut (``steps`` done ``of`` the planned ones, the learning
     rate not yet annealed): a stage that cannot finish in one session hands its progress to
     a new stage (``--init-from`` that folder) instead of losing it."""
-    saved = torch.load(checkpoint, weights_only=True)
+    saved = torch.load(checkpoint, weights_only=True, map_location="cpu")
     settings = saved["settings"]
     net = build_network(settings["arch"], WORLDS[settings["world"]].dataset.num_classes)
     net.load_state_dict(saved["net"])
@@ -397,7 +474,8 @@ def export_checkpoint(checkpoint: Path, out_dir: Path) -> Dict[str, object]:
     initial_card = json.loads((Path(init_from) / "card.json").read_text()) if init_from else {}
     command = command_line(settings)
     stage = {"command": command, "steps": saved["step"], "of": settings["steps"], "cut": True,
-             "time_s": round(saved["time_s"], 1), "sessions": saved["sessions"]}
+             "time_s": round(saved["time_s"], 1), "sessions": saved["sessions"],
+             **({"trained_on": f"{settings['device']} (exported from a checkpoint)"} if settings.get("device") else {})}
     return finish_stage(net, settings, stage, initial_card, out_dir,
                         f"python -m explorer.tools.train --export-checkpoint {checkpoint} --out {out_dir}")
 
@@ -426,6 +504,11 @@ def main(argv=None) -> None:
                         help="stop after this many steps of this invocation (checkpoint kept; rerun to continue)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice); 1 when training several models at once")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu (default), cuda[:N], or auto (the GPU when there is one); the stage's card "
+                             "records what it ran on")
+    parser.add_argument("--render-workers", type=int, default=1,
+                        help="processes rendering the scene pool (the pool is the same for any number)")
     parser.add_argument("--export-checkpoint", type=Path, default=None,
                         help="write the network of this (unfinished) stage's checkpoint to --out, evaluated, "
                              "with a card that says where the stage was cut; nothing is trained")
@@ -459,16 +542,20 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     out = args.out or WEIGHTS_DIR / f"{args.world}-{args.arch}"
     size = WORLDS[args.world].train_size
+    if args.render_workers < 1:
+        parser.error(f"--render-workers must be at least 1, got {args.render_workers}")
+    device = training_device(args.device)
     command = command_line({"world": args.world, "arch": args.arch, "steps": args.steps, "batch_size": args.batch_size,
                             "lr": args.lr, "pool_size": args.pool_size, "shuffle_fraction": args.shuffle_fraction,
                             "seed": args.seed, "balance": args.balance, "init_from": args.init_from,
-                            "adversarial": recipe.as_dict() if recipe else None},
+                            "adversarial": recipe.as_dict() if recipe else None, "device": device.type},
                            threads=args.threads)
     checkpoint = args.checkpoint or out.with_name(out.name + ".checkpoint.pt")
     card = train(args.world, args.arch, out, args.steps, args.batch_size, args.lr, args.pool_size,
                  args.shuffle_fraction, args.seed, size, command, balance=args.balance,
                  init_from=args.init_from, checkpoint=checkpoint, save_every=args.save_every,
-                 session_steps=args.session_steps, adversarial=recipe)
+                 session_steps=args.session_steps, adversarial=recipe, device=str(device),
+                 render_workers=args.render_workers)
     if card is None:
         return
     print(json.dumps({k: card[k] for k in ("name", "training_time_s")} | {

@@ -1,5 +1,6 @@
 """Training is resumable: a stage split across invocations is the stage run in one go, bit for bit."""
 import json
+import platform
 
 import pytest
 import torch
@@ -85,3 +86,49 @@ def test_an_unfinished_stage_is_exported_and_continued_by_a_new_stage(tmp_path, 
     assert "| 3 of 4 (cut) |" in (tmp_path / "cut" / "README.md").read_text()
     nxt = train(out_dir=tmp_path / "next", checkpoint=None, command="next", init_from=tmp_path / "cut", **TINY)
     assert [s.get("cut", False) for s in nxt["stages"]] == [True, False]
+
+
+def test_the_pool_is_the_same_whatever_the_number_of_render_workers():
+    from explorer.tools.train import render_pool
+
+    one = render_pool("street", 5, (32, 64), 0.5, seed=3, chunk=2, workers=1)
+    two = render_pool("street", 5, (32, 64), 0.5, seed=3, chunk=2, workers=2)
+    assert one[0].dtype == torch.uint8 and one[1].dtype == torch.uint8 and one[0].shape == (5, 3, 32, 64)
+    assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])
+    assert int(one[1][one[1] != 255].max()) < 19, "class ids fit in 8 bits beside the ignore value"
+
+
+def test_the_training_device_is_named_or_refused_in_one_line(monkeypatch):
+    from explorer.tools.train import training_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert training_device("auto") == torch.device("cpu")
+    assert training_device("cpu") == torch.device("cpu")
+    for bad, says in (("cuda", "no CUDA GPU"), ("cuda:1", "no CUDA GPU"), ("tpu", "auto, cpu or cuda"),
+                      ("cuda:x", "auto, cpu or cuda"), ("", "auto, cpu or cuda")):
+        with pytest.raises(SystemExit, match=says):
+            training_device(bad)
+
+
+def test_a_stage_records_its_device_and_a_gpu_stage_names_it_in_its_command(tmp_path, no_validation):
+    from explorer.tools.train import command_line
+
+    card = train(out_dir=tmp_path / "m", checkpoint=None, command="c", **TINY)
+    assert card["stages"][-1]["trained_on"].startswith(f"{platform.machine()} CPU")
+    assert card["trained_on"] == card["stages"][-1]["trained_on"]
+    settings = {"world": "street", "arch": "unet-mobilenet", "steps": 10, "batch_size": 32, "lr": 1e-3,
+                "pool_size": 100, "shuffle_fraction": 0.3, "seed": 0, "balance": 0.5, "init_from": None}
+    assert "--device" not in command_line(settings)
+    assert command_line({**settings, "device": "cuda"}, threads=None).endswith("--balance 0.5 --device cuda")
+
+
+def test_the_command_line_refuses_a_bad_device_or_worker_count_before_rendering(monkeypatch, capsys):
+    from explorer.tools import train as module
+
+    monkeypatch.setattr(module, "render_pool", lambda *a, **k: pytest.fail("rendered before validating"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit):
+        module.main(["--world", "street", "--render-workers", "0"])
+    assert "--render-workers must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="no CUDA GPU"):
+        module.main(["--world", "street", "--device", "cuda"])
