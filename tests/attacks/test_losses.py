@@ -99,3 +99,52 @@ def test_predicted_classes_are_argmax_including_its_tie_rule(dtype):
     with_nan = torch.randn(1, 4, 3, 3, generator=generator).to(dtype)
     with_nan[0, 2, 1, 1] = float("nan")
     assert torch.equal(predicted_classes(with_nan), with_nan.argmax(1))
+
+
+def _brute_force_top_classes(logits, k):
+    """Per pixel, classes sorted by (logit descending, class ascending): argmax's tie rule."""
+    n, num, h, w = logits.shape
+    out = torch.empty(n, k, h, w, dtype=torch.long)
+    for i in range(n):
+        for y in range(h):
+            for x in range(w):
+                column = logits[i, :, y, x].tolist()
+                order = sorted(range(num), key=lambda c: (-column[c], c))
+                out[i, :, y, x] = torch.tensor(order[:k])
+    return out
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_top_classes_by_insertion_match_a_brute_force_sort_with_ties_and_infinities(k):
+    from explorer.attacks.losses import top_classes_by_insertion
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randint(-3, 4, (2, 7, 3, 5), generator=g).float()  # many ties
+    logits[0, :, 0, 0] = float("-inf")                                   # every class -inf
+    logits[1, 2:, 1, 1] = float("-inf")
+    logits[1, 4, 2, 2] = float("inf")
+    assert torch.equal(top_classes_by_insertion(logits, k), _brute_force_top_classes(logits, k))
+    untied = torch.randn(2, 19, 4, 6, generator=g)
+    assert torch.equal(top_classes_by_insertion(untied, k), untied.topk(k, dim=1).indices)
+
+
+def test_the_compiled_top_k_gives_topk_values_gradients_and_argmax():
+    from explorer.attacks import losses
+
+    try:
+        losses.use_compiled_top_k(True)
+    except Exception as error:  # no C++ compiler on this machine: the eager kernel is tested above
+        pytest.skip(f"torch.compile unavailable: {error}")
+    try:
+        g = torch.Generator().manual_seed(1)
+        logits = torch.randn(2, 6, 3, 4, generator=g, requires_grad=True)
+        compiled = losses.top_logits(logits, 4)
+        weights = torch.randn(2, 4, 3, 4, generator=g)
+        (grad_compiled,) = torch.autograd.grad((compiled.values * weights).sum(), logits)
+    finally:
+        losses.use_compiled_top_k(False)
+    eager = losses.top_logits(logits, 4)
+    (grad_eager,) = torch.autograd.grad((eager.values * weights).sum(), logits)
+    assert torch.equal(compiled.indices, eager.indices) and torch.equal(compiled.values, eager.values)
+    assert torch.equal(grad_compiled, grad_eager)
+    assert torch.equal(compiled.indices[:, 0], logits.argmax(1))
