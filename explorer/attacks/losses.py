@@ -48,63 +48,9 @@ def top_logits(logits: Tensor, k: int = 4):
     ``indices[:, 0]`` is the prediction, so an attack that needs both the DLR
     constraint and the argmax computes this once and passes it to :func:`dlr_constraint`
     (on CPU ``topk`` and ``argmax`` over the class dimension each cost about as much as
-    the rest of the constraint).  After :func:`use_compiled_top_k` the classes come from a
-    compiled kernel on the CPU and the values are gathered from ``logits`` (same values, same
-    gradients; among tied logits the lower class comes first, ``argmax``'s rule).
+    the rest of the constraint).
     """
-    k = min(k, logits.shape[1])
-    if _COMPILED_TOP_K["active"] and logits.device.type == "cpu" and logits.dtype.is_floating_point:
-        classes = _COMPILED_TOP_K["kernel"](logits.detach(), k)
-        return torch.return_types.topk((logits.gather(1, classes), classes))
-    return logits.topk(k, dim=1)
-
-
-def top_classes_by_insertion(logits: Tensor, k: int) -> Tensor:
-    """Classes of the ``k`` largest logits per pixel, (N, k, H, W) int64, best first.
-
-    Insertion into ``k`` slots kept sorted by (logit descending, class ascending), one class
-    plane at a time; what a new class displaces moves down a slot by the same rule, so among
-    tied logits the lower class stays ahead (``argmax``'s rule).  In eager mode this is ~K·k·4 passes over the (N, H, W) maps and slower
-    than ``topk``; it is written for ``torch.compile``, which fuses it into one loop over the
-    pixels (on this project's CPU 3–6× faster than ``topk`` over the strided class dimension).
-    """
-    first = logits[:, 0]
-    values = [first] + [torch.full_like(first, float("-inf")) for _ in range(k - 1)]
-    classes = [torch.zeros_like(first)] + [torch.full_like(first, -1.0) for _ in range(k - 1)]
-    for c in range(1, logits.shape[1]):
-        x, x_class = logits[:, c], torch.full_like(first, float(c))
-        for slot in range(k):
-            # ahead in the order (logit descending, then class ascending); an empty slot takes any class
-            ahead = (x > values[slot]) | ((x == values[slot]) & (x_class < classes[slot])) | (classes[slot] < 0)
-            values[slot], x = torch.where(ahead, x, values[slot]), torch.where(ahead, values[slot], x)
-            classes[slot], x_class = torch.where(ahead, x_class, classes[slot]), torch.where(ahead, classes[slot],
-                                                                                             x_class)
-    return torch.stack(classes, 1).long()
-
-
-#: the compiled :func:`top_classes_by_insertion` once :func:`use_compiled_top_k` has built it,
-#: and whether :func:`top_logits` uses it
-_COMPILED_TOP_K = {"kernel": None, "active": False}
-
-
-def use_compiled_top_k(enabled: bool = True) -> None:
-    """Route :func:`top_logits` on the CPU through a compiled kernel (process-wide), or back.
-
-    ``torch.topk`` over the class dimension is the largest per-iteration cost of ALMA prox
-    and DAG on a CPU beyond the model itself (docs/benchmarks.md, "Speed and memory").
-    ``torch.compile`` needs a C++ compiler and takes about a minute per new input shape on
-    one core, so this is for long benchmark runs (``explorer-bench speed --compiled-top-k``),
-    not the app.  Enabling compiles on a small problem at once, so that a missing compiler
-    fails here and not inside an attack; the results are the same up to the order of tied
-    logits.
-    """
-    if enabled and _COMPILED_TOP_K["kernel"] is None:
-        kernel = torch.compile(top_classes_by_insertion, dynamic=True)
-        probe = torch.randn(2, 3, 2, 2, generator=torch.Generator().manual_seed(0))
-        if not torch.equal(kernel(probe, 2), probe.topk(2, dim=1).indices):
-            raise RuntimeError("the compiled top-k kernel disagrees with torch.topk")
-        _COMPILED_TOP_K["kernel"] = kernel
-    _COMPILED_TOP_K["active"] = bool(enabled)
+    return logits.topk(min(k, logits.shape[1]), dim=1)
 
 
 def predicted_classes(logits: Tensor) -> Tensor:

@@ -48,7 +48,6 @@ from typing import Callable, List, Optional, Tuple
 import torch
 from torch import nn
 
-from explorer.attacks.losses import top_logits, use_compiled_top_k
 from explorer.attacks.prox import PROX_SOLVERS
 from explorer.attacks.registry import ATTACKS, get_attack
 from explorer.bench import checks
@@ -187,25 +186,9 @@ class Row:
         return self.backwards * fb_s + max(self.forwards - self.backwards, 0) * forward_s
 
 
-#: the attacks whose iterations take :func:`explorer.attacks.losses.top_logits`
-TOP_K_ATTACKS = ("alma_prox", "dag")
-
-
-def with_compiled_top_k(call: Callable[[], object]) -> Callable[[], object]:
-    """``call`` with :func:`explorer.attacks.losses.use_compiled_top_k` on for its duration."""
-    def run():
-        use_compiled_top_k(True)
-        try:
-            return call()
-        finally:
-            use_compiled_top_k(False)
-    return run
-
-
 def attack_rows(names: List[str], model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                steps: int, eps: float, compiled_top_k: bool = False) -> List[Row]:
-    """A :class:`Row` per attack (ALMA prox twice: each prox solver), each running ``steps`` iterations;
-    with ``compiled_top_k`` the attacks of :data:`TOP_K_ATTACKS` once more with the compiled top-k."""
+                steps: int, eps: float) -> List[Row]:
+    """A :class:`Row` per attack (ALMA prox twice: each prox solver), each running ``steps`` iterations."""
     rows = []
     for name in names:
         spec = get_attack(name)
@@ -219,8 +202,6 @@ def attack_rows(names: List[str], model: nn.Module, images: torch.Tensor, labels
             kwargs = {**params, **extra}
             run = functools.partial(spec, model, images, labels, **kwargs)
             rows.append(Row(spec.title + suffix, run))
-            if compiled_top_k and name in TOP_K_ATTACKS:
-                rows.append(Row(f"{spec.title}{suffix} (compiled top-k)", with_compiled_top_k(run)))
     return rows
 
 
@@ -270,9 +251,6 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=positive_int, default=3, help="interleaved timing rounds (fastest kept)")
     parser.add_argument("--threads", type=checks.argument(checks.threads), default=None,
                         help="torch CPU threads (>= 1)")
-    parser.add_argument("--compiled-top-k", action="store_true",
-                        help="also time ALMA prox and DAG with the top logits from a torch.compile kernel "
-                             "(CPU; needs a C++ compiler; compiling takes about a minute, not timed)")
     args = parser.parse_args(argv)
     if args.batch * args.height * args.width > MAX_PIXELS:
         parser.error(f"--batch x --height x --width is {args.batch * args.height * args.width} pixels; "
@@ -292,13 +270,7 @@ def main(argv=None) -> None:
         labels = model(images).argmax(1)
 
     time_plain(model, images, 2)  # warm-up
-    rows = attack_rows(args.attacks, model, images, labels, args.steps, args.eps, args.compiled_top_k)
-    if args.compiled_top_k:  # compile for these shapes before any timing
-        use_compiled_top_k(True)
-        for k in (2, 4):
-            top_logits(model(images[:1]).detach(), k)
-            top_logits(model(images).detach(), k)
-        use_compiled_top_k(False)
+    rows = attack_rows(args.attacks, model, images, labels, args.steps, args.eps)
     plain, forward, plain_peaks, prox = [], [], [], {s: [] for s in PROX_SOLVERS}
     for _ in range(args.rounds):
         seconds, peak = peak_memory(lambda: time_plain(model, images, args.steps), device)
