@@ -22,8 +22,9 @@ used there for VOC).  A CPU budget may call for fewer iterations or a smaller ε
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from explorer.attacks import pgd, segpgd
@@ -35,13 +36,19 @@ INNER_ATTACKS = {"segpgd": segpgd, "pgd": pgd}
 @dataclass(frozen=True)
 class AdversarialRecipe:
     """How each training batch is attacked.  ``eps_255`` and ``step_255`` are in 1/255 units
-    (ε = ``eps_255 / 255`` in pixel units); ``fraction`` of each batch is attacked."""
+    (ε = ``eps_255 / 255`` in pixel units); ``fraction`` of each batch is attacked.
+
+    ``trades_beta`` = 0: the attacked images replace their clean versions in the batch's
+    cross-entropy (Madry-style AT, [Gu2022]'s SegPGD-AT).  ``trades_beta`` = β > 0: the batch
+    keeps every clean image and its cross-entropy, and each attacked image adds β times the
+    per-pixel KL divergence of its prediction from its clean one (:func:`trades_loss`)."""
 
     attack: str = "segpgd"
     eps_255: float = 8.0
     steps: int = 5
     step_255: float = 2.0
     fraction: float = 0.5
+    trades_beta: float = 0.0
 
     def __post_init__(self) -> None:
         if self.attack not in INNER_ATTACKS:
@@ -54,6 +61,9 @@ class AdversarialRecipe:
             raise ValueError(f"the inner attack needs 1 to 100 iterations, got {self.steps}")
         if not 0 < self.fraction <= 1:
             raise ValueError(f"the attacked fraction of a batch must be in (0, 1], got {self.fraction}")
+        if not 0 <= self.trades_beta <= 100:
+            raise ValueError(f"the TRADES weight β must be in [0, 100] (0: plain adversarial training), "
+                             f"got {self.trades_beta}")
 
     @property
     def eps(self) -> float:
@@ -67,11 +77,17 @@ class AdversarialRecipe:
         """One line for model cards and the app's menu: "SegPGD-AT, ε = 8/255 (5 × 2/255, half of each batch)"."""
         name = "SegPGD" if self.attack == "segpgd" else "PGD"
         share = "half of" if self.fraction == 0.5 else f"{self.fraction:.0%} of"
-        return (f"{name}-AT, ε = {self.eps_255:g}/255 ({self.steps} × {self.step_255:g}/255, "
+        method = f"-TRADES (β = {self.trades_beta:g})" if self.trades_beta else "-AT"
+        return (f"{name}{method}, ε = {self.eps_255:g}/255 ({self.steps} × {self.step_255:g}/255, "
                 f"{share} each batch)")
 
     def as_dict(self) -> Dict[str, object]:
-        return asdict(self)
+        """The recipe for cards and checkpoints (``trades_beta`` only when used, so that the
+        records of plain adversarial training read as they always have)."""
+        fields = asdict(self)
+        if not self.trades_beta:
+            del fields["trades_beta"]
+        return fields
 
 
 #: [Gu2022]'s adversarial training settings (see the module docstring)
@@ -109,3 +125,24 @@ def adversarial_examples(net: nn.Module, normalize, images: Tensor, labels: Tens
     finally:
         net.train(was_training)
     return result.adv_images.detach(), float(result.apsr.mean())
+
+
+def trades_loss(clean_logits: Tensor, adversarial_logits: Tensor, labels: Tensor, beta: float,
+                weight: Optional[Tensor] = None) -> Tensor:
+    """TRADES for segmentation ([Zhang2019], eq. 5, per pixel)::
+
+        CE(f(x), y) + beta * mean over labelled pixels of KL(p(x) || p(x'))
+
+    ``clean_logits`` (B, K, H, W) are the whole batch's clean logits and ``labels`` their truth
+    (255 = ignored); ``adversarial_logits`` (A, K, H, W) are those of the first A images
+    attacked.  The cross-entropy (with the class weights ``weight`` of clean training) keeps the clean
+    accuracy in the objective explicitly; the KL term, through both predictions as in
+    [Zhang2019], pulls the attacked prediction towards the clean one.  With ``beta = 0`` it is
+    the clean cross-entropy.
+    """
+    ce = F.cross_entropy(clean_logits, labels, weight=weight, ignore_index=255)
+    attacked = adversarial_logits.shape[0]
+    kl = F.kl_div(adversarial_logits.log_softmax(1), clean_logits[:attacked].log_softmax(1), log_target=True,
+                  reduction="none").sum(1)
+    labelled = labels[:attacked] != 255
+    return ce + beta * (kl * labelled).sum() / labelled.sum().clamp_min(1)

@@ -45,7 +45,13 @@ from explorer.metrics import confusion_matrix, iou_per_class, mean_iou
 from explorer.models.architectures import ARCHITECTURES, TITLES, build_network
 from explorer.models.registry import WEIGHTS_DIR
 from explorer.models.wrapper import IMAGENET_MEAN, IMAGENET_STD
-from explorer.tools.adversarial_training import INNER_ATTACKS, SEGPGD_AT, AdversarialRecipe, adversarial_examples
+from explorer.tools.adversarial_training import (
+    INNER_ATTACKS,
+    SEGPGD_AT,
+    AdversarialRecipe,
+    adversarial_examples,
+    trades_loss,
+)
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
@@ -355,9 +361,14 @@ def train(world: str, arch: str, out_dir: Path, steps: int, batch_size: int, lr:
         if adversarial is not None:
             attacked = adversarial.attacked(batch_size)
             x_adv, apsr = adversarial_examples(net, normalize, x[:attacked], y[:attacked], adversarial)
-            x = torch.cat([x_adv, x[attacked:]])
             flipped = apsr if flipped is None else 0.98 * flipped + 0.02 * apsr
-        loss = F.cross_entropy(net(normalize(x)), y, weight=weights, ignore_index=255)
+        if adversarial is not None and adversarial.trades_beta:
+            logits = net(normalize(torch.cat([x, x_adv])))
+            loss = trades_loss(logits[:batch_size], logits[batch_size:], y, adversarial.trades_beta, weights)
+        else:
+            if adversarial is not None:
+                x = torch.cat([x_adv, x[attacked:]])
+            loss = F.cross_entropy(net(normalize(x)), y, weight=weights, ignore_index=255)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -459,7 +470,8 @@ def adversarial_flags(recipe: Optional[Dict[str, object]]) -> str:
     if not recipe:
         return ""
     return (f" --adversarial {recipe['attack']} --adv-eps {recipe['eps_255']:g} --adv-steps {recipe['steps']} "
-            f"--adv-step {recipe['step_255']:g} --adv-fraction {recipe['fraction']:g}")
+            f"--adv-step {recipe['step_255']:g} --adv-fraction {recipe['fraction']:g}"
+            + (f" --adv-trades-beta {recipe['trades_beta']:g}" if recipe.get("trades_beta") else ""))
 
 
 def export_checkpoint(checkpoint: Path, out_dir: Path) -> Dict[str, object]:
@@ -523,12 +535,16 @@ def main(argv=None) -> None:
     adversarial.add_argument("--adv-step", type=float, default=SEGPGD_AT.step_255, help="step size α × 255")
     adversarial.add_argument("--adv-fraction", type=float, default=SEGPGD_AT.fraction,
                              help="share of each batch that is attacked (the rest stays clean)")
+    adversarial.add_argument("--adv-trades-beta", type=float, default=0.0,
+                             help="β > 0: TRADES ([Zhang2019]) — every clean image's cross-entropy plus β × the "
+                                  "KL divergence of each attacked image's prediction from its clean one; "
+                                  "0 (default): the attacked images replace their clean versions")
     args = parser.parse_args(argv)
     recipe = None
     if args.adversarial is not None:
         try:
             recipe = AdversarialRecipe(args.adversarial, args.adv_eps, args.adv_steps, args.adv_step,
-                                       args.adv_fraction)
+                                       args.adv_fraction, args.adv_trades_beta)
         except ValueError as error:
             parser.error(str(error))
     if args.export_checkpoint is not None:

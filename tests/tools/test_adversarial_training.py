@@ -130,3 +130,54 @@ def test_the_card_states_the_clean_cost_of_adversarial_training():
     assert more["time_s"] == 50.0
     rows = train_module._adversarial_rows({"adversarial_training": more})
     assert "0.6500 before, 0.6200 after (0.0300 lost)" in rows and "0.8 min" in rows
+
+
+def test_the_trades_loss_is_clean_ce_plus_beta_times_the_mean_kl_over_labelled_attacked_pixels():
+    import math
+
+    from explorer.tools.adversarial_training import trades_loss
+
+    # two images of 1 x 2 pixels, 2 classes; only the first image is attacked; one pixel ignored
+    clean = torch.tensor([[[[0.0, 1.0]], [[0.0, -1.0]]],
+                          [[[2.0, 0.0]], [[0.0, 0.0]]]])          # (2, 2, 1, 2)
+    adv = torch.tensor([[[[0.0, 0.0]], [[1.0, 0.0]]]])              # (1, 2, 1, 2)
+    labels = torch.tensor([[[0, 255]], [[1, 0]]])
+    ce = F.cross_entropy(clean, labels, ignore_index=255)
+    # attacked labelled pixel: clean p = (1/2, 1/2), adversarial p = (1/(1+e), e/(1+e))
+    p = [0.5, 0.5]
+    q = [1 / (1 + math.e), math.e / (1 + math.e)]
+    kl = sum(pi * math.log(pi / qi) for pi, qi in zip(p, q))
+    assert float(trades_loss(clean, adv, labels, beta=6.0)) == pytest.approx(float(ce) + 6.0 * kl, rel=1e-6)
+    assert float(trades_loss(clean, adv, labels, beta=0.0)) == pytest.approx(float(ce), rel=1e-7)
+    assert float(trades_loss(clean, clean[:1], labels, beta=6.0)) == pytest.approx(float(ce), rel=1e-6)
+    # the KL term reaches both predictions (TRADES does not detach the clean one)
+    clean.requires_grad_(True)
+    adv.requires_grad_(True)
+    extra = trades_loss(clean, adv, labels, beta=1.0) - F.cross_entropy(clean, labels, ignore_index=255)
+    grad_clean, grad_adv = torch.autograd.grad(extra, (clean, adv))
+    assert grad_adv[0, :, 0, 0].abs().sum() > 0 and grad_clean[0, :, 0, 0].abs().sum() > 0
+    assert grad_adv[0, :, 0, 1].abs().sum() == 0, "an ignored pixel adds nothing"
+
+
+def test_a_trades_stage_trains_names_itself_and_keeps_plain_recipes_as_they_were(tmp_path, no_validation,
+                                                                                  monkeypatch):
+    trades = AdversarialRecipe("segpgd", eps_255=8, steps=2, step_255=4, fraction=0.5, trades_beta=6)
+    assert trades.describe().startswith("SegPGD-TRADES (β = 6), ε = 8/255")
+    assert "trades_beta" not in FAST.as_dict() and trades.as_dict()["trades_beta"] == 6
+    card = train(out_dir=tmp_path / "t", checkpoint=None, command="t", adversarial=trades, **TINY)
+    assert card["adversarial_training"]["summary"] == trades.describe()
+    plain = train(out_dir=tmp_path / "p", checkpoint=None, command="p", adversarial=FAST, **TINY)
+    from safetensors.torch import load_file
+    a, b = load_file(str(tmp_path / "t" / "model.safetensors")), load_file(str(tmp_path / "p" / "model.safetensors"))
+    assert any(not torch.equal(a[k], b[k]) for k in a), "the TRADES objective trains another network"
+    assert plain["stages"][-1]["adversarial"] == FAST.as_dict()
+    line = train_module.command_line({"world": "street", "arch": "unet-mobilenet", "steps": 10, "batch_size": 8,
+                                      "lr": 1e-3, "pool_size": 100, "shuffle_fraction": 0.3, "seed": 0,
+                                      "balance": 0.5, "init_from": None, "adversarial": trades.as_dict()})
+    assert line.endswith("--adv-fraction 0.5 --adv-trades-beta 6 --threads 1")
+    seen = []
+    monkeypatch.setattr(train_module, "train", lambda *a, **k: seen.append(k["adversarial"]))
+    main(line.split("explorer.tools.train ")[1].split() + ["--out", str(tmp_path / "y")])
+    assert seen == [trades], "the recorded command parses back to the same recipe"
+    with pytest.raises(ValueError, match="TRADES weight"):
+        AdversarialRecipe(trades_beta=-1)
