@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device_env.sh
 OUT=${OUT:-device_results}
+mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null || true
 python3 scripts/device_train.py --out "$OUT" --budget-s "${BUDGET_S:-400}" \
     --jobs "${JOBS:-street-unet,street-segformer,street-unet-robust}" 2>&1 | tee "$OUT/device_train.log"
