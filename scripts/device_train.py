@@ -43,7 +43,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -56,7 +56,7 @@ from explorer.data.worlds import WORLDS  # noqa: E402
 from explorer.models.architectures import build_network  # noqa: E402
 from explorer.models.registry import WEIGHTS_DIR  # noqa: E402
 from explorer.tools.adversarial_training import SEGPGD_AT, AdversarialRecipe  # noqa: E402
-from explorer.tools.train import command_line, normalize, render_pool, train, training_device  # noqa: E402
+from explorer.tools.train import command_line, normalize, prepare_device, render_pool, train, training_device  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,6 @@ class Job:
     init_from: Optional[str] = None  # a shipped model's name, or an earlier job's name
     adversarial: Optional[AdversarialRecipe] = None
     balance: float = 0.75
-    extra: Dict[str, object] = field(default_factory=dict)
 
 
 JOBS = {
@@ -154,8 +153,7 @@ def main(argv=None) -> None:
     if args.pool_size < args.batch_size:
         parser.error(f"--pool-size ({args.pool_size}) must hold at least one batch ({args.batch_size})")
     device = training_device(args.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    prepare_device(device)
     args.out.mkdir(parents=True, exist_ok=True)
     work = args.work or Path(tempfile.mkdtemp(prefix="device_train_"))
     size = WORLDS["street"].train_size

@@ -136,6 +136,30 @@ def training_device(name: str) -> torch.device:
     return device
 
 
+def prepare_device(device: torch.device) -> None:
+    """Per-process settings for training on ``device``: on CUDA, cuDNN's autotuner (fixed input
+    sizes) and TF32 for the SegFormer's matrix products; nothing on the CPU."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision("high")
+
+
+def batch_loss(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
+               adversarial: Optional[AdversarialRecipe]) -> Tuple[torch.Tensor, Optional[float]]:
+    """The training loss of one batch, and the inner attack's pixel success rate (``None`` for a
+    clean stage): plain cross-entropy; with ``adversarial``, its share of the batch attacked and
+    either put in place of the clean images or, with ``trades_beta``, scored by :func:`trades_loss`."""
+    if adversarial is None:
+        return F.cross_entropy(net(normalize(x)), y, weight=weights, ignore_index=255), None
+    attacked = adversarial.attacked(len(x))
+    x_adv, apsr = adversarial_examples(net, normalize, x[:attacked], y[:attacked], adversarial)
+    if adversarial.trades_beta:
+        logits = net(normalize(torch.cat([x, x_adv])))
+        return trades_loss(logits[:len(x)], logits[len(x):], y, adversarial.trades_beta, weights), apsr
+    mixed = torch.cat([x_adv, x[attacked:]])
+    return F.cross_entropy(net(normalize(mixed)), y, weight=weights, ignore_index=255), apsr
+
+
 def describe_device(device: torch.device) -> str:
     """What a stage ran on, for its card: "x86_64 CPU, 1 threads, torch …" or "NVIDIA H100 … GPU, torch …"."""
     if device.type == "cuda":
@@ -293,9 +317,7 @@ def train(world: str, arch: str, out_dir: Path, steps: int, batch_size: int, lr:
     info = WORLDS[world]
     num_classes = info.dataset.num_classes
     where = training_device(device)
-    if where.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.set_float32_matmul_precision("high")  # TF32 for the SegFormer's matrix products
+    prepare_device(where)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     start_time = time.perf_counter()
@@ -358,17 +380,9 @@ def train(world: str, arch: str, out_dir: Path, steps: int, batch_size: int, lr:
         flip = torch.from_numpy(rng.random(batch_size) < 0.5).to(where)
         x[flip] = x[flip].flip(-1)
         y[flip] = y[flip].flip(-1)
-        if adversarial is not None:
-            attacked = adversarial.attacked(batch_size)
-            x_adv, apsr = adversarial_examples(net, normalize, x[:attacked], y[:attacked], adversarial)
+        loss, apsr = batch_loss(net, x, y, weights, adversarial)
+        if apsr is not None:
             flipped = apsr if flipped is None else 0.98 * flipped + 0.02 * apsr
-        if adversarial is not None and adversarial.trades_beta:
-            logits = net(normalize(torch.cat([x, x_adv])))
-            loss = trades_loss(logits[:batch_size], logits[batch_size:], y, adversarial.trades_beta, weights)
-        else:
-            if adversarial is not None:
-                x = torch.cat([x_adv, x[attacked:]])
-            loss = F.cross_entropy(net(normalize(x)), y, weight=weights, ignore_index=255)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
