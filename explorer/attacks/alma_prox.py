@@ -127,10 +127,10 @@ def alma_prox(model: nn.Module, images: Tensor, labels: Tensor, *,
 
     for i in range(num_steps):
         # 1. progress and best iterate (highest APSR before the first success, then smallest norm);
-        # the top logits give the prediction and the DLR constraints
+        # the classes of the top logits give the prediction and the DLR constraints
         ev = run.evaluate(images + delta, delta, top_k=4)
-        logits, top, prediction, pixel_adv, apsr, linf, is_adv = (ev.logits, ev.top, ev.prediction, ev.pixel_adv,
-                                                                  ev.apsr, ev.linf, ev.is_adv)
+        logits, ranked, prediction, pixel_adv, apsr, linf, is_adv = (ev.logits, ev.ranked, ev.prediction,
+                                                                     ev.pixel_adv, ev.apsr, ev.linf, ev.is_adv)
         task = run.task
         if i == 0:
             mu = torch.full(task.labels.shape, float(mu_init), dtype=torch.float64, device=device)
@@ -149,7 +149,7 @@ def alma_prox(model: nn.Module, images: Tensor, labels: Tensor, *,
         # 2-3. constraint scale (eq. 8) and scaled DLR constraints (eq. 3, 7)
         scale = (scale / torch.where(is_adv, 1 + scale_rate, 1 - scale_rate)).clamp_(scale_min, 1.0)
         constraints = per_image_view(scale, logits[:, 0]) * dlr_constraint(
-            logits, task.labels, targeted=targeted, tolerance=logit_tolerance, top=top)
+            logits, task.labels, targeted=targeted, tolerance=logit_tolerance, ranked=ranked)
 
         # 4. adaptive constraint masking (eq. 6)
         kept = task.masks
@@ -208,7 +208,7 @@ def alma_prox(model: nn.Module, images: Tensor, labels: Tensor, *,
                           prediction=lambda: prediction)
         # nothing of this iteration's model output may live through the next forward: the
         # attack's peak memory is then the model's own forward+backward peak plus its state
-        ev = logits = top = prediction = pixel_adv = constraints = c64 = loss = grad = metric = moved = kept = None
+        ev = logits = ranked = prediction = pixel_adv = constraints = c64 = loss = grad = metric = moved = kept = None
         if stop:
             break
     return run.result()

@@ -45,7 +45,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from explorer.attacks.losses import predicted_classes, top_logits
+from explorer.attacks.losses import predicted_classes, top_classes
 from explorer.attacks.registry import ADV_THRESHOLD, validate_common
 from explorer.errors import InputError
 
@@ -385,8 +385,8 @@ class Evaluation:
     """One iterate evaluated by :meth:`AttackRun.evaluate` (for the images it was run on).
 
     ``logits`` (N, K, H, W) as the model returned them (attached to the autograd graph when
-    gradients are on); ``top`` their :func:`~explorer.attacks.losses.top_logits` when the
-    attack asked for them (else None); ``prediction`` (N, H, W) the predicted classes;
+    gradients are on); ``ranked`` their :func:`~explorer.attacks.losses.top_classes` (N, k, H, W)
+    when the attack asked for them (else None); ``prediction`` (N, H, W) the predicted classes;
     ``pixel_adv`` the adversarial pixels of ``M`` (pixel success); ``apsr`` the attack pixel
     success rate ([Rony2023], eq. 19), ``linf`` the ℓ∞ norm of the perturbation and
     ``is_adv`` whether APSR >= ν, per image.
@@ -398,7 +398,7 @@ class Evaluation:
     apsr: Tensor
     linf: Tensor
     is_adv: Tensor
-    top: Optional[Any] = None
+    ranked: Optional[Tensor] = None
 
 
 class AttackRun:
@@ -546,7 +546,7 @@ class AttackRun:
 
         In this order: the logits ``f(adv)`` (:meth:`forward`, counted and checked); the
         prediction, their argmax — or with ``top_k`` the first class of
-        :func:`~explorer.attacks.losses.top_logits` ``(logits, top_k)``, kept in the
+        :func:`~explorer.attacks.losses.top_classes` ``(logits, top_k)``, kept in the
         evaluation for attacks whose loss needs the top logits too; pixel success and APSR
         ([Rony2023], eq. 19); the ℓ∞ norm of ``perturbation`` per image; the best iterate.
         Without ``budget`` the minimal-norm rule (:meth:`track`); with ``budget``, an (N,)
@@ -556,8 +556,8 @@ class AttackRun:
         """
         logits = self.forward(adv, index)
         task = self.task
-        top = top_logits(logits, top_k) if top_k else None
-        prediction = predicted_classes(logits) if top is None else top.indices[:, 0].detach()
+        ranked = top_classes(logits, top_k) if top_k else None
+        prediction = predicted_classes(logits) if ranked is None else ranked[:, 0]
         pixel_adv = task.pixel_success(prediction, index)
         apsr = task.apsr(pixel_adv, index)
         linf = perturbation.detach().flatten(1).abs().amax(1)
@@ -568,7 +568,7 @@ class AttackRun:
             is_adv = self.track_highest_apsr(adv, torch.where(inside, apsr, torch.full_like(apsr, -1.0)), linf,
                                              index)
         return Evaluation(logits=logits, prediction=prediction, pixel_adv=pixel_adv, apsr=apsr, linf=linf,
-                          is_adv=is_adv, top=top)
+                          is_adv=is_adv, ranked=ranked)
 
     # -- best iterate ----------------------------------------------------------------
     def track(self, adv_images: Tensor, apsr: Tensor, linf: Tensor,

@@ -62,14 +62,14 @@ def dag(model: nn.Module, images: Tensor, labels: Tensor, *,
         delta_active = delta[index].requires_grad_(True)
         clean = images[index]
         adv = (clean + delta_active).clamp(0, 1)
-        # the norm is that of x~ - x (the clipped iterate); the top two logits give the prediction and dl
+        # the norm is that of x~ - x (the clipped iterate); the top two classes give the prediction and dl
         ev = run.evaluate(adv, adv.detach() - clean, index, top_k=2)
         logits, prediction, pixel_adv, apsr, linf, is_adv = (ev.logits, ev.prediction, ev.pixel_adv, ev.apsr,
                                                              ev.linf, ev.is_adv)
         task = run.task
 
         masks_active, labels_active, _ = task.select(index)
-        signed_dl = sign * difference_of_logits(logits, labels_active, top=ev.top)
+        signed_dl = sign * difference_of_logits(logits, labels_active, ranked=ev.ranked)
         loss = (signed_dl.clamp(min=0) * masks_active).flatten(1).sum(dim=1)
         going = ~is_adv
         apsr_all[index], linf_all[index], loss_all[index] = apsr.float(), linf.float(), loss.detach().float()

@@ -99,3 +99,57 @@ def test_predicted_classes_are_argmax_including_its_tie_rule(dtype):
     with_nan = torch.randn(1, 4, 3, 3, generator=generator).to(dtype)
     with_nan[0, 2, 1, 1] = float("nan")
     assert torch.equal(predicted_classes(with_nan), with_nan.argmax(1))
+
+
+def stable_ranking(logits, k):
+    """Brute force: classes by decreasing logit, ties by increasing class (a stable sort)."""
+    return logits.sort(dim=1, descending=True, stable=True).indices[:, :k]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_top_classes_match_a_stable_sort_with_ties(dtype):
+    from explorer.attacks.losses import top_classes
+
+    generator = torch.Generator().manual_seed(1)
+    for shape in [(2, 19, 9, 7), (1, 21, 16, 16), (3, 2, 4, 4), (1, 1, 3, 3), (6, 5)]:
+        continuous = torch.randn(shape, generator=generator).to(dtype)
+        tied = torch.randint(-2, 2, shape, generator=generator).to(dtype)  # ties at every rank
+        for logits in (continuous, tied, tied.contiguous(memory_format=torch.channels_last)
+                       if tied.ndim == 4 else tied):
+            for k in (1, 2, 4, 30):
+                assert torch.equal(top_classes(logits, k), stable_ranking(logits, min(k, shape[1])))
+    signed_zeros = torch.tensor([-0.0, 0.0, -1.0, 0.0]).view(1, 4, 1, 1)  # -0 and +0 are a tie
+    assert top_classes(signed_zeros, 3).flatten().tolist() == [0, 1, 3]
+
+
+def test_top_classes_beyond_255_classes_and_with_non_finite_logits():
+    from explorer.attacks.losses import top_classes
+
+    generator = torch.Generator().manual_seed(2)
+    many = torch.randint(-3, 3, (2, 300, 3, 2), generator=generator).float()  # weights past uint8
+    assert torch.equal(top_classes(many, 4), stable_ranking(many, 4))
+    odd = torch.randn(1, 6, 2, 2, generator=generator)
+    odd[0, 1, 0, 0], odd[0, 4, 0, 0], odd[0, 2, 1, 1] = float("-inf"), float("-inf"), float("nan")
+    ranked = top_classes(odd, 6)
+    assert torch.equal(ranked, stable_ranking(odd, 6))  # NaN first, as argmax has it
+    assert torch.equal(ranked[:, 0], odd.argmax(1))
+    assert all(len(set(ranked[0, :, i, j].tolist())) == 6 for i in range(2) for j in range(2))
+
+
+def test_dlr_from_one_gather_matches_topk_values_and_gradients_bit_for_bit():
+    """The constraint and its gradient equal those built from ``torch.topk`` and a separate gather."""
+    generator = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 19, 8, 8, generator=generator, requires_grad=True)
+    labels = torch.randint(0, 19, (2, 8, 8), generator=generator)
+    labels[0, 0, :4] = logits.detach()[0, :, 0, :4].argmax(0)  # some labels are the prediction
+    for targeted in (False, True):
+        ours = torch.autograd.grad(dlr_constraint(logits, labels, targeted=targeted).square().sum(), logits)[0]
+        top, top_idx = logits.topk(4, dim=1)
+        z_label = logits.gather(1, labels.unsqueeze(1)).squeeze(1)
+        best_other = torch.where(top_idx[:, 0] == labels, top[:, 1], top[:, 0])
+        numerator = (best_other - z_label if targeted else z_label - best_other) + 1e-4
+        denominator = top[:, 0] - ((top[:, 2] + top[:, 3]) / 2 if targeted else top[:, 2])
+        expected_c = numerator / denominator.clamp_min(1e-12)
+        expected = torch.autograd.grad(expected_c.square().sum(), logits)[0]
+        assert torch.equal(dlr_constraint(logits, labels, targeted=targeted), expected_c)
+        assert torch.equal(ours, expected)
