@@ -14,7 +14,9 @@ attack counted (``backwards`` forward+backward passes plus ``forwards − backwa
 forwards; goal for ALMA prox: <= 1.05) — from the fastest rounds of each, and ``paired``: the
 median over rounds of the attack's time over a floor priced by forward+backward passes timed
 just before it (on a machine whose load changes, the two measurements of a pair see the same
-load) — and ``peak / model's peak``: the attack's peak memory
+load) — and ``CPU / floor``, the same ratio in processor time (``time.process_time``: the
+time the process's threads ran, which other jobs on a shared machine barely change; with one
+thread and an idle machine it equals the wall-clock ratio) — and ``peak / model's peak``: the attack's peak memory
 over one forward+backward pass's (goal <= 1.2).  Peak memory is the increase over the
 memory in use before the call: on CUDA ``torch.cuda.max_memory_allocated``; on the CPU the
 process's peak resident set (Linux ``VmHWM``, reset through ``/proc/self/clear_refs`` after
@@ -43,7 +45,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import nn
@@ -73,40 +75,53 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_plain(model: nn.Module, images: torch.Tensor, num_steps: int) -> float:
-    """Seconds for ``num_steps`` forward+backward passes (gradient w.r.t. the input)."""
-    _sync(images.device)
-    start = time.perf_counter()
-    for _ in range(num_steps):
-        x = images.clone().requires_grad_(True)
-        torch.autograd.grad(model(x).sum(), x)
-    _sync(images.device)
-    return time.perf_counter() - start
+class Seconds(NamedTuple):
+    """A call's duration: wall-clock and processor time (all the process's threads)."""
+
+    wall: float
+    cpu: float
 
 
-def time_forward(model: nn.Module, images: torch.Tensor, num_steps: int) -> float:
-    """Seconds for ``num_steps`` forward passes without gradients."""
-    _sync(images.device)
-    start = time.perf_counter()
-    with torch.no_grad():
+def timed(call: Callable[[], object], device: torch.device) -> Tuple[object, Seconds]:
+    """``call()``'s value and :class:`Seconds` (the device synchronised before and after)."""
+    _sync(device)
+    wall, cpu = time.perf_counter(), time.process_time()
+    value = call()
+    _sync(device)
+    return value, Seconds(time.perf_counter() - wall, time.process_time() - cpu)
+
+
+def time_plain(model: nn.Module, images: torch.Tensor, num_steps: int) -> Seconds:
+    """Time of ``num_steps`` forward+backward passes (gradient w.r.t. the input)."""
+    def passes():
         for _ in range(num_steps):
-            model(images)
-    _sync(images.device)
-    return time.perf_counter() - start
+            x = images.clone().requires_grad_(True)
+            torch.autograd.grad(model(x).sum(), x)
+
+    return timed(passes, images.device)[1]
 
 
-def time_prox(images: torch.Tensor, num_steps: int, solver: str = "ternary") -> float:
-    """Seconds for ``num_steps`` proximity operators on perturbations of the images' size."""
+def time_forward(model: nn.Module, images: torch.Tensor, num_steps: int) -> Seconds:
+    """Time of ``num_steps`` forward passes without gradients."""
+    def passes():
+        with torch.no_grad():
+            for _ in range(num_steps):
+                model(images)
+
+    return timed(passes, images.device)[1]
+
+
+def time_prox(images: torch.Tensor, num_steps: int, solver: str = "ternary") -> Seconds:
+    """Time of ``num_steps`` proximity operators on perturbations of the images' size."""
     g = torch.Generator(device=images.device).manual_seed(0)
     delta = torch.randn(images.shape, generator=g, device=images.device) * 2e-3
     metric = torch.rand(images.shape, generator=g, device=images.device) + 0.1
     lam = torch.full((len(images),), 1e-3, device=images.device)
-    _sync(images.device)
-    start = time.perf_counter()
-    for _ in range(num_steps):
-        PROX_SOLVERS[solver](delta, lam, -images, 1 - images, metric=metric)
-    _sync(images.device)
-    return time.perf_counter() - start
+
+    def calls():
+        for _ in range(num_steps):
+            PROX_SOLVERS[solver](delta, lam, -images, 1 - images, metric=metric)
+    return timed(calls, images.device)[1]
 
 
 # ----------------------------------------------------------------------------------------
@@ -174,6 +189,8 @@ class Row:
     label: str
     run: Callable[[], object]
     times: List[float] = field(default_factory=list)
+    #: processor seconds per round (the attack's call, all threads)
+    cpu_times: List[float] = field(default_factory=list)
     peaks: List[int] = field(default_factory=list)
     #: per round, the attack's time over the floor priced at the model's per-pass times
     #: measured just before it (paired: both see the same load on the machine)
@@ -278,41 +295,48 @@ def main(argv=None) -> None:
         plain_peaks.append(peak)
         forward.append(time_forward(model, images, args.steps))
         for row in rows:
-            adjacent_fb = time_plain(model, images, args.steps) / args.steps
-            result, peak = peak_memory(row.run, device)
+            adjacent = time_plain(model, images, args.steps)
+            (result, spent), peak = peak_memory(lambda: timed(row.run, device), device)
             row.times.append(result.elapsed_s)
+            row.cpu_times.append(spent.cpu)
             row.peaks.append(peak)
             row.forwards, row.backwards = int(result.num_forwards.max()), int(result.num_backwards.max())
-            plain.append(adjacent_fb * args.steps)
-            row.paired_ratios.append(result.elapsed_s / row.floor(adjacent_fb, min(forward) / args.steps))
+            plain.append(adjacent)
+            row.paired_ratios.append(result.elapsed_s / row.floor(adjacent.wall / args.steps,
+                                                                  min(f.wall for f in forward) / args.steps))
         for solver in PROX_SOLVERS:
             prox[solver].append(time_prox(images, args.steps, solver))
-    fb_s, forward_s = min(plain) / args.steps, min(forward) / args.steps
+    fb_s, forward_s = min(p.wall for p in plain) / args.steps, min(f.wall for f in forward) / args.steps
+    fb_cpu, forward_cpu = min(p.cpu for p in plain) / args.steps, min(f.cpu for f in forward) / args.steps
     model_peak = None if None in plain_peaks else max(plain_peaks)
 
     print(f"model {args.arch}, {model.num_classes} classes, batch {args.batch} x 3 x {args.height} x {args.width}, "
           f"{args.steps} steps, device {device}{', channels-last' if args.channels_last else ''}, "
           f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"fastest of {args.rounds} interleaved rounds; fixed-budget attacks at ε = {args.eps:g}/255")
-    print(f"model alone: forward+backward {fb_s * 1000:.1f} ms, forward {forward_s * 1000:.1f} ms per pass "
-          f"(rounds of {args.steps} forward+backward: {', '.join(f'{t:.3f}' for t in plain)} s); "
+    print(f"model alone: forward+backward {fb_s * 1000:.1f} ms, forward {forward_s * 1000:.1f} ms per pass; "
+          f"processor time forward+backward {fb_cpu * 1000:.1f} ms, forward {forward_cpu * 1000:.1f} ms per pass "
+          f"(rounds of {args.steps} forward+backward: {', '.join(f'{t.wall:.3f}' for t in plain)} s); "
           f"peak memory of a forward+backward {_mib(model_peak)} MiB")
     print()
-    print("| attack | forwards | backwards | time s | floor s | time / floor | paired | peak MiB | peak / model's |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| attack | forwards | backwards | time s | floor s | time / floor | paired | CPU s | CPU / floor "
+          "| peak MiB | peak / model's |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         floor = row.floor(fb_s, forward_s)
+        cpu = min(row.cpu_times)
         peak = None if None in row.peaks else max(row.peaks)
         peak_ratio = "n/a" if peak is None or not model_peak else f"{peak / model_peak:.2f}"
         print(f"| {row.label} | {row.forwards} | {row.backwards} | {min(row.times):.3f} | {floor:.3f} | "
-              f"{min(row.times) / floor:.3f} | {statistics.median(row.paired_ratios):.3f} | {_mib(peak)} | "
-              f"{peak_ratio} |")
+              f"{min(row.times) / floor:.3f} | {statistics.median(row.paired_ratios):.3f} | {cpu:.3f} | "
+              f"{cpu / row.floor(fb_cpu, forward_cpu):.3f} | {_mib(peak)} | {peak_ratio} |")
     print()
     print("attack rounds (s): " + "; ".join(f"{row.label}: {', '.join(f'{t:.3f}' for t in row.times)}"
                                               for row in rows))
     for solver, times in prox.items():
-        print(f"prox alone ({solver}): {min(times):.3f} s for {args.steps} calls, "
-              f"{min(times) / (args.steps * fb_s):.3f} of the forward+backward time")
+        fastest = min(t.wall for t in times)
+        print(f"prox alone ({solver}): {fastest:.3f} s for {args.steps} calls, "
+              f"{fastest / (args.steps * fb_s):.3f} of the forward+backward time")
 
 
 if __name__ == "__main__":

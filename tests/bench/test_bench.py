@@ -422,7 +422,10 @@ def test_speed_command_prints_each_attack_against_its_counted_model_calls(capsys
             for line in text.splitlines() if line.startswith("| ") and "---" not in line and "attack |" not in line}
     assert set(rows) == {"ALMA prox (ternary prox)", "ALMA prox (histogram prox)", "DAG", "PGD"}
     fb_ms, forward_ms = map(float, re.search(r"forward\+backward ([\d.]+) ms, forward ([\d.]+) ms", text).groups())
-    for label, (_, forwards, backwards, seconds, floor, ratio, paired, peak, peak_ratio) in rows.items():
+    fb_cpu_ms, forward_cpu_ms = map(float, re.search(
+        r"processor time forward\+backward ([\d.]+) ms, forward ([\d.]+) ms", text).groups())
+    for label, (_, forwards, backwards, seconds, floor, ratio, paired, cpu, cpu_ratio, peak,
+                peak_ratio) in rows.items():
         # ALMA prox and DAG: one forward and one backward per iteration; PGD evaluates its last iterate too
         assert (int(forwards), int(backwards)) == ((3, 2) if label == "PGD" else (2, 2))
         # the floor is the counted calls at the model's own per-pass times, and the ratio is time over it
@@ -430,6 +433,9 @@ def test_speed_command_prints_each_attack_against_its_counted_model_calls(capsys
         assert float(floor) == pytest.approx(expected_floor, abs=2e-3)
         assert float(ratio) == pytest.approx(float(seconds) / float(floor), rel=0.03)  # printed to 3 decimals
         assert float(paired) > 0
+        # the processor-time ratio prices the same calls at the model's processor time per pass
+        cpu_floor = (2 * fb_cpu_ms + (int(forwards) - 2) * forward_cpu_ms) / 1000
+        assert float(cpu_ratio) == pytest.approx(float(cpu) / cpu_floor, rel=0.05, abs=2e-3)
         assert peak == "n/a" or float(peak) >= 0
     for solver in ("histogram", "ternary"):
         assert f"prox alone ({solver}): " in text
