@@ -40,9 +40,10 @@ def top_classes(logits: Tensor, k: int) -> Tensor:
     by ``K - c`` and reduced by ``amax``), then that class is set to ``-inf`` in a working copy.
     On the CPU, for 19 × 256 × 512 logits, that takes 2.5 / 7 / 12-18 ms for k = 1 / 2 / 4, where
     ``topk`` over the strided class dimension, which is not vectorised across pixels, takes
-    27-33 ms for any k (docs/benchmarks.md).  Non-finite logits (which the attack core refuses before any
-    result), where ``-inf`` would no longer mark a class as taken, go to a stable descending
-    sort: the same order, NaN first as ``argmax`` has it.
+    27-33 ms for any k (docs/benchmarks.md).  Non-finite logits (which the attack core refuses
+    before any result), where ``-inf`` would no longer mark a class as taken, go to a stable
+    descending sort: the same order, NaN first as ``argmax`` has it.  The values, with their
+    gradients, are a ``gather`` of these classes (:func:`dlr_constraint`).
     """
     num_classes = logits.shape[1]
     k = min(k, num_classes)
@@ -67,16 +68,6 @@ def top_classes(logits: Tensor, k: int) -> Tensor:
             if rank + 1 < k:
                 remaining.scatter_(1, classes, float("-inf"))
         return torch.cat(ranks, dim=1)
-
-
-def top_logits(logits: Tensor, k: int = 4):
-    """The ``min(k, K)`` largest logits per pixel and their classes, as ``(values, indices)``.
-
-    The classes are :func:`top_classes` (``argmax``'s tie rule); the values are gathered
-    from ``logits``, so gradients reach exactly those entries, as through ``torch.topk``.
-    """
-    indices = top_classes(logits, k)
-    return torch.return_types.topk((logits.gather(1, indices), indices))
 
 
 def predicted_classes(logits: Tensor) -> Tensor:

@@ -15,9 +15,9 @@ forwards; goal for ALMA prox: <= 1.05) — from the fastest rounds of each, and 
 median over rounds of the attack's time over a floor priced by forward+backward passes timed
 just before it (on a machine whose load changes, the two measurements of a pair see the same
 load) — and ``CPU / floor``, the same ratio in processor time (``time.process_time``: the
-time the process's threads ran, which other jobs on a shared machine barely change; with one
-thread and an idle machine it equals the wall-clock ratio) — and ``peak / model's peak``: the attack's peak memory
-over one forward+backward pass's (goal <= 1.2).  Peak memory is the increase over the
+time the process's threads ran, which other jobs taking cores barely change; with one thread
+on an idle machine it equals the wall-clock ratio) — and ``peak / model's peak``: the attack's
+peak memory over one forward+backward pass's (goal <= 1.2).  Peak memory is the increase over the
 memory in use before the call: on CUDA ``torch.cuda.max_memory_allocated``; on the CPU the
 process's peak resident set (Linux ``VmHWM``, reset through ``/proc/self/clear_refs`` after
 ``malloc_trim``), so it counts what the allocator really took from the system.
@@ -121,6 +121,7 @@ def time_prox(images: torch.Tensor, num_steps: int, solver: str = "ternary") -> 
     def calls():
         for _ in range(num_steps):
             PROX_SOLVERS[solver](delta, lam, -images, 1 - images, metric=metric)
+
     return timed(calls, images.device)[1]
 
 
